@@ -1,0 +1,314 @@
+"""Flags, controls and reason codes, each with a French and an English explanation.
+
+A decision is a :class:`Flag` plus one or more :class:`Reason` codes. Reason codes are stable
+strings (they are stored in the review database and shown to farmers), never magic integers.
+Every reason carries a plain-language explanation in French (the language of the farmer and of
+the DDT) and in English; the texts may name evidence fields in braces (``{mowing_dates}``) that
+:func:`explain` fills from the decision's evidence.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "CONTROLS",
+    "REASONS",
+    "Control",
+    "Flag",
+    "Reason",
+    "ReasonInfo",
+    "explain",
+]
+
+
+class Flag(StrEnum):
+    """Traffic light of one control on one parcel."""
+
+    GREEN = "green"
+    """The declaration is confirmed by the evidence."""
+    ORANGE = "orange"
+    """Not enough (or conflicting) evidence: a human must look."""
+    RED = "red"
+    """The declaration is contradicted by sufficient evidence."""
+
+
+class Control(StrEnum):
+    """Stable identifiers of the controls (stored in the database, in flags.gpkg and in the API)."""
+
+    MIN_ACTIVITY = "min_activity"
+    CROP_GROUP = "crop_group"
+    GRASSLAND_NOT_PLOUGHED = "grassland_not_ploughed"
+    FALLOW = "fallow"
+
+
+CONTROLS: dict[Control, tuple[str, str]] = {
+    Control.MIN_ACTIVITY: (
+        "Activité agricole minimale sur prairie (fauche ou pâturage)",
+        "Minimum agricultural activity on grassland (mowing or grazing)",
+    ),
+    Control.CROP_GROUP: (
+        "Groupe de culture déclaré confirmé",
+        "Declared crop group confirmed",
+    ),
+    Control.GRASSLAND_NOT_PLOUGHED: (
+        "Prairie permanente non retournée",
+        "Permanent grassland not ploughed",
+    ),
+    Control.FALLOW: (
+        "Jachère sans fauche ni travail du sol pendant la période d'interdiction",
+        "Fallow land not mowed nor tilled during the protected period",
+    ),
+}
+"""Control id -> (French title, English title)."""
+
+
+class Reason(StrEnum):
+    """Reason codes of decisions. The explanation of each lives in :data:`REASONS`."""
+
+    # evidence sufficiency (always orange)
+    NO_EVIDENCE = "no_evidence"
+    TOO_SMALL = "too_small"
+    NOT_ENOUGH_OBSERVATIONS = "not_enough_observations"
+    CLOUDY_GAP_TOO_LONG = "cloudy_gap_too_long"
+    MARKER_NOT_ENOUGH_DATA = "marker_not_enough_data"
+    CONFLICTING_MARKERS = "conflicting_markers"
+    # min_activity
+    ACTIVITY_DETECTED = "activity_detected"
+    MOWING_DETECTED = "mowing_detected"
+    NO_ACTIVITY_DETECTED = "no_activity_detected"
+    ACTIVITY_UNCERTAIN = "activity_uncertain"
+    # crop_group
+    CROP_GROUP_CONFIRMED = "crop_group_confirmed"
+    CROP_GROUP_CONTRADICTED = "crop_group_contradicted"
+    CROP_GROUP_UNCERTAIN = "crop_group_uncertain"
+    NO_CROP_PREDICTION = "no_crop_prediction"
+    DECLARED_GROUP_NOT_MODELLED = "declared_group_not_modelled"
+    HETEROGENEOUS_PARCEL = "heterogeneous_parcel"
+    # grassland_not_ploughed
+    NO_PLOUGHING_DETECTED = "no_ploughing_detected"
+    PLOUGHING_DETECTED = "ploughing_detected"
+    BARE_SOIL_UNCERTAIN = "bare_soil_uncertain"
+    # fallow
+    FALLOW_UNDISTURBED = "fallow_undisturbed"
+    FALLOW_MOWED_IN_PROTECTED_PERIOD = "fallow_mowed_in_protected_period"
+    FALLOW_TILLED_IN_PROTECTED_PERIOD = "fallow_tilled_in_protected_period"
+    FALLOW_DISTURBANCE_UNCERTAIN = "fallow_disturbance_uncertain"
+
+
+@dataclass(frozen=True)
+class ReasonInfo:
+    """What a reason code means.
+
+    Attributes
+    ----------
+    flag
+        The flag this reason leads to on its own (an orange reason forces at least orange).
+    fr, en
+        Plain-language explanation in French and in English; may hold ``{field}`` placeholders
+        filled from the decision's evidence by :func:`explain`.
+    """
+
+    flag: Flag
+    fr: str
+    en: str
+
+
+REASONS: dict[Reason, ReasonInfo] = {
+    Reason.NO_EVIDENCE: ReasonInfo(
+        Flag.ORANGE,
+        "Aucune observation satellite exploitable n'est disponible pour cette parcelle.",
+        "No usable satellite observation is available for this parcel.",
+    ),
+    Reason.TOO_SMALL: ReasonInfo(
+        Flag.ORANGE,
+        "La parcelle est trop petite ou trop étroite pour être suivie par Sentinel-2 "
+        "({n_pixels} pixels de 20 m entiers, il en faut au moins {min_pixels}).",
+        "The parcel is too small or too narrow to be monitored by Sentinel-2 "
+        "({n_pixels} full 20 m pixels, at least {min_pixels} are needed).",
+    ),
+    Reason.NOT_ENOUGH_OBSERVATIONS: ReasonInfo(
+        Flag.ORANGE,
+        "Trop peu d'images sans nuages : {n_valid} observations valides, il en faut au moins "
+        "{min_valid_observations}.",
+        "Too few cloud-free images: {n_valid} valid observations, at least {min_valid_observations} are needed.",
+    ),
+    Reason.CLOUDY_GAP_TOO_LONG: ReasonInfo(
+        Flag.ORANGE,
+        "Une période nuageuse de {max_gap_days} jours sans observation dépasse le maximum de "
+        "{max_cloudy_gap_days} jours : un événement a pu passer inaperçu.",
+        "A cloudy period of {max_gap_days} days without observation exceeds the maximum of "
+        "{max_cloudy_gap_days} days: an event may have been missed.",
+    ),
+    Reason.MARKER_NOT_ENOUGH_DATA: ReasonInfo(
+        Flag.ORANGE,
+        "Le marqueur d'activité n'a pas eu assez de données pour conclure.",
+        "The activity marker did not have enough data to conclude.",
+    ),
+    Reason.CONFLICTING_MARKERS: ReasonInfo(
+        Flag.ORANGE,
+        "Les indicateurs satellitaires se contredisent : un examen humain est nécessaire.",
+        "The satellite markers contradict each other: a human review is needed.",
+    ),
+    Reason.ACTIVITY_DETECTED: ReasonInfo(
+        Flag.GREEN,
+        "Une activité agricole (fauche ou pâturage) a été observée pendant la période de contrôle "
+        "(confiance {activity_confidence}).",
+        "Agricultural activity (mowing or grazing) was observed during the control window "
+        "(confidence {activity_confidence}).",
+    ),
+    Reason.MOWING_DETECTED: ReasonInfo(
+        Flag.GREEN,
+        "Fauche détectée le(s) {mowing_dates} (confiance {mowing_confidence}).",
+        "Mowing detected on {mowing_dates} (confidence {mowing_confidence}).",
+    ),
+    Reason.NO_ACTIVITY_DETECTED: ReasonInfo(
+        Flag.RED,
+        "Aucune fauche ni aucun pâturage n'a été observé entre le {window_start} et le {window_end}, "
+        "malgré {n_valid} observations valides (confiance {activity_confidence}).",
+        "No mowing nor grazing was observed between {window_start} and {window_end}, "
+        "despite {n_valid} valid observations (confidence {activity_confidence}).",
+    ),
+    Reason.ACTIVITY_UNCERTAIN: ReasonInfo(
+        Flag.ORANGE,
+        "Les observations ne permettent pas de conclure sur l'activité agricole "
+        "(confiance {activity_confidence}, seuil {activity_min_confidence}).",
+        "The observations do not allow a conclusion on agricultural activity "
+        "(confidence {activity_confidence}, threshold {activity_min_confidence}).",
+    ),
+    Reason.CROP_GROUP_CONFIRMED: ReasonInfo(
+        Flag.GREEN,
+        "Le groupe de culture déclaré ({declared_group}) est reconnu avec une probabilité de "
+        "{declared_probability}.",
+        "The declared crop group ({declared_group}) is recognised with a probability of {declared_probability}.",
+    ),
+    Reason.CROP_GROUP_CONTRADICTED: ReasonInfo(
+        Flag.RED,
+        "La culture observée ressemble au groupe {crop_predicted} (probabilité {crop_probability}) et non "
+        "au groupe déclaré {declared_group} (probabilité au plus {declared_probability}).",
+        "The observed crop looks like group {crop_predicted} (probability {crop_probability}), not the "
+        "declared group {declared_group} (probability at most {declared_probability}).",
+    ),
+    Reason.CROP_GROUP_UNCERTAIN: ReasonInfo(
+        Flag.ORANGE,
+        "La reconnaissance de la culture est incertaine : groupe déclaré {declared_group} "
+        "(probabilité {declared_probability}), groupe le plus probable {crop_predicted} "
+        "(probabilité {crop_probability}).",
+        "Crop recognition is uncertain: declared group {declared_group} (probability "
+        "{declared_probability}), most likely group {crop_predicted} (probability {crop_probability}).",
+    ),
+    Reason.NO_CROP_PREDICTION: ReasonInfo(
+        Flag.ORANGE,
+        "Aucune prédiction du type de culture n'est disponible pour cette parcelle.",
+        "No crop-type prediction is available for this parcel.",
+    ),
+    Reason.DECLARED_GROUP_NOT_MODELLED: ReasonInfo(
+        Flag.ORANGE,
+        "Le modèle de reconnaissance des cultures ne connaît pas le groupe déclaré ({declared_group}).",
+        "The crop recognition model does not know the declared group ({declared_group}).",
+    ),
+    Reason.HETEROGENEOUS_PARCEL: ReasonInfo(
+        Flag.ORANGE,
+        "La parcelle paraît hétérogène (homogénéité {homogeneity}, minimum {min_homogeneity}) : "
+        "elle porte peut-être plusieurs cultures.",
+        "The parcel looks heterogeneous (homogeneity {homogeneity}, minimum {min_homogeneity}): "
+        "it may carry several crops.",
+    ),
+    Reason.NO_PLOUGHING_DETECTED: ReasonInfo(
+        Flag.GREEN,
+        "Aucun sol nu (labour, retournement) n'a été observé sur la prairie permanente.",
+        "No bare soil (ploughing) was observed on the permanent grassland.",
+    ),
+    Reason.PLOUGHING_DETECTED: ReasonInfo(
+        Flag.RED,
+        "Un sol nu, signe d'un labour de la prairie permanente, a été observé le(s) {bare_soil_dates} "
+        "(confiance {bare_soil_confidence}).",
+        "Bare soil, a sign that the permanent grassland was ploughed, was observed on {bare_soil_dates} "
+        "(confidence {bare_soil_confidence}).",
+    ),
+    Reason.BARE_SOIL_UNCERTAIN: ReasonInfo(
+        Flag.ORANGE,
+        "Un possible sol nu a été observé le(s) {bare_soil_dates}, avec une confiance insuffisante "
+        "({bare_soil_confidence}) pour conclure.",
+        "Possible bare soil was observed on {bare_soil_dates}, with too low a confidence "
+        "({bare_soil_confidence}) to conclude.",
+    ),
+    Reason.FALLOW_UNDISTURBED: ReasonInfo(
+        Flag.GREEN,
+        "Aucune fauche ni aucun travail du sol n'a été observé sur la jachère entre le "
+        "{protected_start} et le {protected_end}.",
+        "No mowing nor tillage was observed on the fallow land between {protected_start} and {protected_end}.",
+    ),
+    Reason.FALLOW_MOWED_IN_PROTECTED_PERIOD: ReasonInfo(
+        Flag.RED,
+        "La jachère a été fauchée ou broyée le(s) {protected_mowing_dates}, pendant la période "
+        "d'interdiction du {protected_start} au {protected_end} (confiance {mowing_confidence}).",
+        "The fallow land was mowed or mulched on {protected_mowing_dates}, during the protected period "
+        "from {protected_start} to {protected_end} (confidence {mowing_confidence}).",
+    ),
+    Reason.FALLOW_TILLED_IN_PROTECTED_PERIOD: ReasonInfo(
+        Flag.RED,
+        "Un sol nu (travail du sol) a été observé sur la jachère le(s) {protected_bare_soil_dates}, pendant "
+        "la période d'interdiction du {protected_start} au {protected_end} (confiance {bare_soil_confidence}).",
+        "Bare soil (tillage) was observed on the fallow land on {protected_bare_soil_dates}, during the "
+        "protected period from {protected_start} to {protected_end} (confidence {bare_soil_confidence}).",
+    ),
+    Reason.FALLOW_DISTURBANCE_UNCERTAIN: ReasonInfo(
+        Flag.ORANGE,
+        "Une possible intervention sur la jachère a été observée pendant la période d'interdiction, "
+        "avec une confiance insuffisante pour conclure.",
+        "A possible intervention on the fallow land was observed during the protected period, "
+        "with too low a confidence to conclude.",
+    ),
+}
+"""Reason code -> its flag and its French and English explanations."""
+
+
+class _Lenient(dict):
+    """Format mapping that leaves unknown fields visible instead of failing."""
+
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "?"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_fmt(v) for v in value) if value else "-"
+    return str(value)
+
+
+def explain(reasons: list[str] | tuple[str, ...], evidence: dict[str, Any], *, lang: str = "fr") -> str:
+    """Plain-language explanation of a decision.
+
+    Parameters
+    ----------
+    reasons
+        Reason codes (values of :class:`Reason`), in the order they should be told.
+    evidence
+        The decision's evidence; fields named in the explanation templates are filled from it
+        (missing ones show as ``?``).
+    lang
+        ``"fr"`` or ``"en"``.
+
+    Returns
+    -------
+    str
+        One sentence per reason, joined by spaces.
+    """
+    if lang not in ("fr", "en"):
+        raise ValueError(f"unknown language {lang!r}: use 'fr' or 'en'")
+    values = _Lenient({k: _fmt(v) for k, v in evidence.items()})
+    formatter = string.Formatter()
+    parts = []
+    for code in reasons:
+        info = REASONS[Reason(code)]
+        template = info.fr if lang == "fr" else info.en
+        parts.append(formatter.vformat(template, (), values))
+    return " ".join(parts)

@@ -1,0 +1,133 @@
+"""Bare soil and ploughing events from BSI and NDVI.
+
+A ploughed or harrowed field shows bare soil: NDVI low (below ``max_ndvi``) and, where the bands allow it,
+the bare-soil index high (BSI above ``min_bsi``). Clouds and shadows can fake one such date, so an event needs
+the soil signature on at least ``min_obs`` consecutive clear observations, or one soil observation right after an
+NDVI collapse from a green cover that does not grow back at the next observation. The event is the bare period
+``[start, end]`` = first and last clear observation of the run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from s3tr.markers.table import ParcelSeries, iter_series, season_bounds, window_quality
+
+__all__ = ["BareSoilParams", "BareSoilResult", "bare_soil_marker", "detect_bare_soil"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BareSoilParams:
+    """Parameters of the bare-soil detector.
+
+    Attributes
+    ----------
+    season
+        ``(start, end)`` window (``MM-DD`` or ``YYYY-MM-DD``); runs that touch it are kept.
+    max_ndvi
+        NDVI at or below this is soil-like.
+    min_bsi
+        BSI at or above this is soil-like (used only where BSI or its bands are present).
+    min_obs
+        Consecutive soil-like clear observations needed for a persistent event.
+    collapse_from
+        A single soil-like observation counts when the clear observation before it had NDVI >= this and the
+        one after it (if any) is still below ``collapse_from - 0.1``.
+    min_valid
+        Fewer clear observations in the season: status ``not_enough_data``.
+    """
+
+    season: tuple[str, str] = ("01-01", "12-31")
+    max_ndvi: float = 0.25
+    min_bsi: float = 0.0
+    min_obs: int = 2
+    collapse_from: float = 0.5
+    min_valid: int = 4
+
+
+@dataclass
+class BareSoilResult:
+    """``events``: ``parcel_id, start, end, confidence``; ``status``: ``parcel_id, status, n_valid``."""
+
+    events: pd.DataFrame
+    status: pd.DataFrame
+
+
+def _bsi(s: ParcelSeries) -> np.ndarray | None:
+    if "bsi" in s.values and np.isfinite(s.values["bsi"]).any():
+        return s.values["bsi"]
+    nir = "B8A" if "B8A" in s.values else ("B08" if "B08" in s.values else None)
+    if nir and all(b in s.values for b in ("B11", "B04", "B02")):
+        a = s.values["B11"] + s.values["B04"]
+        b = s.values[nir] + s.values["B02"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (a - b) / (a + b)
+    return None
+
+
+def _series_events(s: ParcelSeries, p: BareSoilParams) -> tuple[list[tuple], str, int]:
+    keep = s.valid & np.isfinite(s.values.get("ndvi", np.full(s.dates.size, np.nan)))
+    if not keep.any():
+        return [], "no_valid_data", 0
+    start, end = season_bounds(p.season, s.dates)
+    d = s.dates[keep]
+    ndvi = s.values["ndvi"][keep]
+    bsi_all = _bsi(s)
+    bsi = bsi_all[keep] if bsi_all is not None else None
+    n_valid, _ = window_quality(d, start, end)
+    soil = ndvi <= p.max_ndvi
+    if bsi is not None:
+        # Where BSI is known it must agree; where it is NaN, NDVI alone decides.
+        soil &= ~(np.isfinite(bsi) & (bsi < p.min_bsi))
+    events = []
+    i = 0
+    n = soil.size
+    while i < n:
+        if not soil[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and soil[j + 1]:
+            j += 1
+        run = j - i + 1
+        margin = float(np.clip((p.max_ndvi - np.median(ndvi[i : j + 1])) / 0.15, 0, 1))
+        conf = 0.0
+        if run >= p.min_obs:
+            conf = 0.6 + 0.25 * min(run - p.min_obs, 2) / 2 + 0.15 * margin
+        elif i > 0 and ndvi[i - 1] >= p.collapse_from and (j + 1 >= n or ndvi[j + 1] < p.collapse_from - 0.1):
+            conf = 0.4 + 0.2 * margin
+        if conf > 0 and d[j] >= start and d[i] <= end:
+            events.append((d[i], d[j], min(conf, 1.0)))
+        i = j + 1
+    status = "ok" if n_valid >= p.min_valid else "not_enough_data"
+    return events, status, n_valid
+
+
+def bare_soil_marker(table: pd.DataFrame, *, params: BareSoilParams = BareSoilParams()) -> BareSoilResult:
+    """Bare-soil events and per-parcel status for every parcel of a normalised table."""
+    events, status = [], []
+    for s in iter_series(table):
+        try:
+            evs, st, n_valid = _series_events(s, params)
+        except Exception:  # one bad parcel never stops the batch
+            logger.exception("bare soil: parcel %s failed", s.parcel_id)
+            status.append((s.parcel_id, "error", 0))
+            continue
+        events.extend((s.parcel_id, a, b, c) for a, b, c in evs)
+        status.append((s.parcel_id, st, n_valid))
+    ev = pd.DataFrame(events, columns=["parcel_id", "start", "end", "confidence"])
+    for c in ("start", "end"):
+        ev[c] = pd.to_datetime(ev[c]).astype("datetime64[ns]")
+    ev["confidence"] = ev["confidence"].astype(float)
+    return BareSoilResult(ev, pd.DataFrame(status, columns=["parcel_id", "status", "n_valid"]))
+
+
+def detect_bare_soil(table: pd.DataFrame, *, params: BareSoilParams = BareSoilParams()) -> pd.DataFrame:
+    """Bare-soil / ploughing events: ``parcel_id, start, end, confidence`` (dates ``datetime64[ns]``)."""
+    return bare_soil_marker(table, params=params).events

@@ -1,0 +1,318 @@
+"""The per-parcel time-series table that every marker reads.
+
+The long table has one row per (parcel, acquisition date)::
+
+    parcel_id, date (YYYY-MM-DD), valid (0/1, default 1),
+    any of ndvi evi ndmi ndwi bsi            (indices, unitless, -1..1)
+    any of B02 B03 B04 B05 B06 B07 B08 B8A B11 B12   (surface reflectance, 0..1)
+    any of vv vh coherence                   (Sentinel-1: backscatter in dB or linear as given, coherence 0..1)
+    any of <index>_std                        (within-parcel standard deviation of an index)
+
+Rows may come in any order; unknown columns are ignored. :func:`normalize_timeseries` turns any such
+table into the canonical form the markers use (sorted, one row per parcel and date, ``valid`` a bool that
+is False wherever NDVI is missing) and records, per parcel, what was wrong with its rows instead of
+raising: one bad parcel never stops the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from s3tr.errors import S3trError
+
+__all__ = [
+    "BANDS",
+    "INDICES",
+    "S1_COLUMNS",
+    "MarkerInputError",
+    "ParcelSeries",
+    "TimeSeriesFileError",
+    "iter_series",
+    "normalize_timeseries",
+    "parcel_quality",
+    "read_timeseries",
+]
+
+logger = logging.getLogger(__name__)
+
+INDICES = ("ndvi", "evi", "ndmi", "ndwi", "bsi")
+BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+S1_COLUMNS = ("vv", "vh", "coherence")
+_VALUE_COLUMNS = INDICES + BANDS + S1_COLUMNS + tuple(f"{i}_std" for i in INDICES)
+
+
+class MarkerInputError(S3trError, ValueError):
+    """The input of a marker (time series, labels, declarations, model) is unusable as a whole."""
+
+
+class TimeSeriesFileError(MarkerInputError):
+    """A time-series file cannot be read: missing, wrong format, or without ``parcel_id``/``date`` columns."""
+
+
+@dataclass(frozen=True)
+class ParcelSeries:
+    """The clean series of one parcel, as numpy arrays sorted by date.
+
+    Attributes
+    ----------
+    parcel_id
+        The parcel identifier (str).
+    dates
+        ``datetime64[D]`` acquisition dates, strictly increasing, all dates (valid or not).
+    valid
+        bool mask, True where the observation is usable (clear and NDVI finite).
+    values
+        Column name -> float64 array aligned with ``dates`` (NaN where missing).
+    """
+
+    parcel_id: str
+    dates: np.ndarray
+    valid: np.ndarray
+    values: dict[str, np.ndarray]
+
+    def clear(self, column: str = "ndvi") -> tuple[np.ndarray, np.ndarray]:
+        """Dates and values of ``column`` on valid dates where the value is finite."""
+        if column not in self.values:
+            return self.dates[:0], np.empty(0)
+        v = self.values[column]
+        keep = self.valid & np.isfinite(v)
+        return self.dates[keep], v[keep]
+
+
+def read_timeseries(path: str | Path) -> pd.DataFrame:
+    """Read a time-series table (CSV or Parquet) and normalise it.
+
+    Parameters
+    ----------
+    path
+        ``.csv`` (comma separated, header row) or ``.parquet`` / ``.pq`` file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The normalised table (see :func:`normalize_timeseries`); ``attrs["issues"]`` lists row problems.
+
+    Raises
+    ------
+    TimeSeriesFileError
+        When the file is missing, unreadable, or lacks the ``parcel_id`` or ``date`` column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TimeSeriesFileError(f"time-series file not found: {path} (give the path of a CSV or Parquet file)")
+    try:
+        if path.suffix.lower() in {".parquet", ".pq"}:
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, dtype={"parcel_id": str}, low_memory=False)
+    except Exception as exc:  # noqa: BLE001 - any parser failure becomes one clear error
+        raise TimeSeriesFileError(
+            f"cannot read time-series file {path}: {exc} (expected CSV with a header row, or Parquet)"
+        ) from exc
+    return normalize_timeseries(df, source=str(path))
+
+
+def normalize_timeseries(df: pd.DataFrame, *, source: str = "<table>") -> pd.DataFrame:
+    """Canonical form of a time-series table.
+
+    - column names are matched case-insensitively for ``parcel_id``, ``date``, ``valid`` and the indices;
+      band names keep their canonical spelling (``B8A``); unknown columns are dropped;
+    - ``parcel_id`` becomes str; ``date`` becomes ``datetime64[ns]`` at midnight; rows whose parcel id or date
+      cannot be read are dropped and reported (file and 1-based data row) in ``attrs["issues"]``;
+    - ``valid`` defaults to True; it becomes False where NDVI is not finite (NDVI is computed from B8A, or
+      B08, and B04 when the ``ndvi`` column is absent or empty);
+    - duplicate (parcel, date) rows are merged: mean of the valid rows (of all rows if none is valid);
+    - rows are sorted by ``parcel_id`` then ``date``.
+
+    Parameters
+    ----------
+    df
+        The raw table.
+    source
+        Name of the file (or other origin) used in messages.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``parcel_id`` (str), ``date`` (datetime64[ns]), ``valid`` (bool) then the known value columns
+        present, as float64 (NaN = missing). ``attrs["issues"]``: list of str.
+
+    Raises
+    ------
+    MarkerInputError
+        When ``parcel_id`` or ``date`` is missing from the columns.
+    """
+    issues: list[str] = []
+    canon = {c.lower(): c for c in (*_VALUE_COLUMNS, "parcel_id", "date", "valid")}
+    # Band names are upper case in the contract; accept any case and map back to the canonical spelling.
+    rename: dict[str, str] = {}
+    for col in df.columns:
+        key = str(col).strip().lower()
+        if key in canon and canon[key] not in rename.values():
+            rename[col] = canon[key]
+    missing = [c for c in ("parcel_id", "date") if c not in rename.values()]
+    if missing:
+        raise MarkerInputError(
+            f"{source}: missing column(s) {', '.join(missing)}; a time-series table needs parcel_id and date "
+            f"(found: {', '.join(map(str, df.columns[:12]))})"
+        )
+    out = df[list(rename)].rename(columns=rename).copy()
+    out["_row"] = np.arange(len(out)) + 1  # 1-based data row, for messages
+
+    pid = out["parcel_id"]
+    bad_pid = pid.isna() | (pid.astype(str).str.strip() == "")
+    out["parcel_id"] = pid.astype(str).str.strip()
+    dates = pd.to_datetime(out["date"], errors="coerce", format="mixed")
+    bad_date = dates.isna()
+    try:
+        out["date"] = dates.dt.tz_localize(None).dt.normalize() if dates.dt.tz is not None else dates.dt.normalize()
+    except (AttributeError, TypeError):
+        out["date"] = dates
+    for mask, what in ((bad_pid, "empty parcel_id"), (bad_date & ~bad_pid, "unreadable date")):
+        if mask.any():
+            rows = out.loc[mask, "_row"].tolist()
+            issues.append(f"{source}: {what} on data row(s) {_rows_text(rows)}; those rows were ignored")
+    out = out[~(bad_pid | bad_date)]
+
+    for col in out.columns:
+        if col in _VALUE_COLUMNS:
+            out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
+
+    if "valid" in out.columns:
+        v = pd.to_numeric(out["valid"], errors="coerce")
+        if v.isna().any():
+            issues.append(
+                f"{source}: non-numeric 'valid' on data row(s) {_rows_text(out.loc[v.isna(), '_row'].tolist())};"
+                " treated as invalid"
+            )
+        out["valid"] = v.fillna(0).to_numpy() > 0
+    else:
+        out["valid"] = True
+
+    nir = "B8A" if "B8A" in out.columns else ("B08" if "B08" in out.columns else None)
+    if nir is not None and "B04" in out.columns:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            computed = (out[nir] - out["B04"]) / (out[nir] + out["B04"])
+        computed = computed.where(np.isfinite(computed))
+        out["ndvi"] = out["ndvi"].fillna(computed) if "ndvi" in out.columns else computed
+    if "ndvi" in out.columns:
+        nan_ndvi = out["valid"] & out["ndvi"].isna()
+        if nan_ndvi.any():
+            issues.append(
+                f"{source}: NDVI missing (NaN) on {int(nan_ndvi.sum())} valid row(s), first data row(s) "
+                f"{_rows_text(out.loc[nan_ndvi, '_row'].tolist())}; marked invalid"
+            )
+        out["valid"] = out["valid"] & out["ndvi"].notna()
+    else:
+        issues.append(f"{source}: no ndvi column and no B04 with B8A/B08 to compute it; every row is invalid")
+        out["ndvi"] = np.nan
+        out["valid"] = False
+
+    dup = out.duplicated(["parcel_id", "date"], keep=False)
+    if dup.any():
+        n_pairs = out.loc[dup, ["parcel_id", "date"]].drop_duplicates().shape[0]
+        issues.append(
+            f"{source}: {n_pairs} duplicate (parcel_id, date) pair(s), data row(s) "
+            f"{_rows_text(out.loc[dup, '_row'].tolist())}; merged (mean of valid rows)"
+        )
+        out = _merge_duplicates(out)
+
+    values = [c for c in _VALUE_COLUMNS if c in out.columns]
+    out = out.sort_values(["parcel_id", "date"], kind="stable")
+    out = out[["parcel_id", "date", "valid", *values]].reset_index(drop=True)
+    out.attrs["issues"] = issues
+    out.attrs["source"] = source
+    for msg in issues:
+        logger.warning("%s", msg)
+    return out
+
+
+def _rows_text(rows: list[int], limit: int = 5) -> str:
+    head = ", ".join(str(r) for r in rows[:limit])
+    return head + (f" ... ({len(rows)} rows)" if len(rows) > limit else "")
+
+
+def _merge_duplicates(df: pd.DataFrame) -> pd.DataFrame:
+    values = [c for c in _VALUE_COLUMNS if c in df.columns]
+    # Prefer valid rows: when at least one duplicate is valid, the invalid ones do not dilute the mean.
+    any_valid = df.groupby(["parcel_id", "date"], sort=False)["valid"].transform("any")
+    keep = df[df["valid"] | ~any_valid]
+    merged = keep.groupby(["parcel_id", "date"], sort=False, as_index=False).agg(
+        {"valid": "any", "_row": "min", **dict.fromkeys(values, "mean")}
+    )
+    return merged
+
+
+def iter_series(table: pd.DataFrame) -> Iterator[ParcelSeries]:
+    """Yield the :class:`ParcelSeries` of every parcel of a normalised table, in parcel order."""
+    values = [c for c in _VALUE_COLUMNS if c in table.columns]
+    if table.empty:
+        return
+    pids = table["parcel_id"].to_numpy()
+    dates = table["date"].to_numpy().astype("datetime64[D]")
+    valid = table["valid"].to_numpy(dtype=bool)
+    arrays = {c: table[c].to_numpy(dtype="float64") for c in values}
+    # The table is sorted by parcel: split on the boundaries instead of a slow groupby.
+    bounds = np.flatnonzero(pids[1:] != pids[:-1]) + 1
+    starts = np.r_[0, bounds]
+    ends = np.r_[bounds, len(pids)]
+    for s, e in zip(starts, ends, strict=True):
+        yield ParcelSeries(
+            parcel_id=str(pids[s]),
+            dates=dates[s:e],
+            valid=valid[s:e],
+            values={c: a[s:e] for c, a in arrays.items()},
+        )
+
+
+def window_quality(dates: np.ndarray, start: np.datetime64, end: np.datetime64) -> tuple[int, float]:
+    """Number of clear dates inside ``[start, end]`` and the longest gap in days.
+
+    The gap counts the window edges as observations, so a series that stops early has a long gap.
+    """
+    d = dates[(dates >= start) & (dates <= end)]
+    edges = np.r_[start, d, end].astype("datetime64[D]").astype(np.int64)
+    gap = float(np.max(np.diff(edges))) if edges.size > 1 else float("nan")
+    return int(d.size), gap
+
+
+def parcel_quality(
+    table: pd.DataFrame, *, season: tuple[str, str] | None = None, min_valid: int = 2
+) -> pd.DataFrame:
+    """Per-parcel data quality: ``parcel_id, n_dates, n_valid, max_gap_days, status``.
+
+    ``status`` is ``ok``, ``not_enough_data`` (fewer than ``min_valid`` clear dates) or ``no_valid_data``.
+    With ``season=(start, end)`` (YYYY-MM-DD or MM-DD applied to each parcel's year) only that window counts.
+    """
+    rows = []
+    for s in iter_series(table):
+        d, _ = s.clear("ndvi")
+        if season is not None and s.dates.size:
+            start, end = season_bounds(season, s.dates)
+            n_valid, gap = window_quality(d, start, end)
+        else:
+            n_valid = int(d.size)
+            gap = float(np.max(np.diff(d.astype(np.int64)))) if d.size > 1 else float("nan")
+        status = "ok" if n_valid >= min_valid else ("no_valid_data" if n_valid == 0 else "not_enough_data")
+        rows.append((s.parcel_id, int(s.dates.size), n_valid, gap, status))
+    return pd.DataFrame(rows, columns=["parcel_id", "n_dates", "n_valid", "max_gap_days", "status"])
+
+
+def season_bounds(season: tuple[str, str], dates: np.ndarray) -> tuple[np.datetime64, np.datetime64]:
+    """Resolve a season ``(start, end)`` into dates.
+
+    Full dates (``YYYY-MM-DD``) are used as they are; month-days (``MM-DD``) take the year of the median
+    date of ``dates`` so that one season definition serves every campaign.
+    """
+    start, end = (str(x) for x in season)
+    if len(start) == 5 or len(end) == 5:
+        year = int(str(np.sort(dates)[dates.size // 2])[:4]) if dates.size else 2000
+        start = f"{year}-{start}" if len(start) == 5 else start
+        end = f"{year}-{end}" if len(end) == 5 else end
+    return np.datetime64(start, "D"), np.datetime64(end, "D")

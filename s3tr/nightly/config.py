@@ -1,0 +1,63 @@
+"""Run configuration of the nightly pipeline, validated by pydantic (``extra="forbid"``)."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from s3tr.errors import ConfigError
+
+__all__ = ["RunConfig", "load_run_config"]
+
+DEFAULT_INDICES = ("ndvi", "ndmi", "ndwi", "bsi")
+
+
+class RunConfig(BaseModel):
+    """What one nightly run does: which parcels, which imagery, which season and how to extract it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    parcels: Path = Field(description="Declared parcels (GeoPackage, GeoParquet, Shapefile or GeoJSON).")
+    catalog: Path = Field(description="Local STAC catalog (catalog.json) of Sentinel-2 L2A COGs.")
+    campaign: int = Field(description="CAP campaign (declaration year), e.g. 2025.", ge=2015, le=2100)
+    start: date = Field(description="First acquisition date considered (inclusive).")
+    end: date = Field(description="Last acquisition date considered (inclusive).")
+    region: str | None = Field(None, description="Region of the rule set; None selects the national one.")
+    indices: tuple[str, ...] = Field(DEFAULT_INDICES, description="Spectral indices extracted per parcel.")
+    inward_buffer_m: float = Field(
+        10.0,
+        ge=0.0,
+        description="Inward buffer of parcels in metres; 10 m (half a 20 m pixel) keeps mixed pixels out.",
+    )
+    invalid_scl: tuple[int, ...] = Field(
+        (0, 1, 3, 8, 9, 10, 11), description="SCL classes treated as invalid for vegetation monitoring."
+    )
+    cloud_dilation_px: int = Field(
+        1, ge=0, description="Dilation of cloud and shadow SCL classes, in 20 m pixels."
+    )
+    min_valid_fraction: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="A parcel-date is a valid observation when this share of its pixels is clear.",
+    )
+    workers: int = Field(2, ge=1, description="Local worker processes reading and reducing acquisitions.")
+
+
+def load_run_config(path: Path, **overrides: object) -> RunConfig:
+    """Read and validate a YAML run configuration; relative paths are taken from the file's folder."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read run configuration {path}: {exc}") from exc
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    for key in ("parcels", "catalog"):
+        if key in raw and not Path(raw[key]).is_absolute():
+            raw[key] = str(Path(path).parent / raw[key])
+    try:
+        return RunConfig(**raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid run configuration {path}:\n{exc}") from exc
