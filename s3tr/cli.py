@@ -159,6 +159,168 @@ def extract(
     out.print(f"{table['parcel_id'].nunique()} parcels x {table['band'].nunique()} bands -> {out_path}")
 
 
+DbOpt = Annotated[str | None, typer.Option("--db", help="Database URL (default: SQLite in the workdir).")]
+
+markers_app = typer.Typer(help="Run markers on a parcel time-series table.", no_args_is_help=True)
+crop_app = typer.Typer(help="Crop-group classifier.", no_args_is_help=True)
+evaluate_app = typer.Typer(help="Score markers against ground truth.", no_args_is_help=True)
+cases_app = typer.Typer(help="The review queue.", no_args_is_help=True)
+db_app = typer.Typer(help="The review database.", no_args_is_help=True)
+markers_app.add_typer(crop_app, name="crop")
+app.add_typer(markers_app, name="markers")
+app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(cases_app, name="cases")
+app.add_typer(db_app, name="db")
+
+TsOpt = Annotated[Path, typer.Option("--timeseries", help="Time-series table (CSV or Parquet).")]
+
+
+@markers_app.command("mowing")
+def markers_mowing(
+    timeseries: TsOpt,
+    out_path: Annotated[Path, typer.Option("--out", help="Events table: parcel_id, start, end, confidence.")],
+) -> None:
+    """Detect mowing events on grassland series."""
+    from s3tr.markers import run_mowing
+
+    try:
+        events = run_mowing(timeseries, out_path)
+    except S3trError as exc:
+        raise _fail(exc) from exc
+    out.print(f"{len(events)} mowing events on {events['parcel_id'].nunique()} parcels -> {out_path}")
+
+
+@crop_app.command("train")
+def crop_train(
+    timeseries: TsOpt,
+    labels: Annotated[Path, typer.Option(help="Labels table: parcel_id, label.")],
+    model: Annotated[Path, typer.Option(help="Where to write the model.")],
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train a calibrated crop classifier."""
+    from s3tr.markers import run_crop_train
+
+    try:
+        run_crop_train(timeseries, labels, model, seed=seed)
+    except S3trError as exc:
+        raise _fail(exc) from exc
+    out.print(f"model written to {model}")
+
+
+@crop_app.command("predict")
+def crop_predict(
+    timeseries: TsOpt,
+    model: Annotated[Path, typer.Option(help="A model written by 'crop train'.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Predictions table.")],
+) -> None:
+    """Predict crop classes with calibrated probabilities and the second choice."""
+    from s3tr.markers import run_crop_predict
+
+    try:
+        pred = run_crop_predict(timeseries, model, out_path)
+    except S3trError as exc:
+        raise _fail(exc) from exc
+    out.print(f"{len(pred)} parcels predicted -> {out_path}")
+
+
+@evaluate_app.command("mowing")
+def evaluate_mowing_cmd(
+    events: Annotated[Path, typer.Option(help="Detected events: parcel_id, start, end[, confidence].")],
+    truth: Annotated[Path, typer.Option(help="True mowing dates: parcel_id, date.")],
+    timeseries: Annotated[
+        Path | None,
+        typer.Option("--timeseries", help="Series table: its parcels absent from the truth were not mowed."),
+    ] = None,
+    tolerance_days: Annotated[int, typer.Option(help="Matching tolerance around each interval.")] = 10,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the scores as JSON.")] = None,
+) -> None:
+    """Precision, recall and F1 of mowing events, and season-level balanced accuracy."""
+    from s3tr.markers.evaluate import evaluate_mowing_files
+
+    try:
+        scores = evaluate_mowing_files(
+            events, truth, timeseries=timeseries, tolerance_days=tolerance_days, json_out=json_out
+        )
+    except S3trError as exc:
+        raise _fail(exc) from exc
+    _print_scores(scores)
+
+
+@evaluate_app.command("crop")
+def evaluate_crop_cmd(
+    predictions: Annotated[Path, typer.Option(help="Predictions from 'markers crop predict'.")],
+    labels: Annotated[Path, typer.Option(help="Labels table: parcel_id, label.")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the scores as JSON.")] = None,
+) -> None:
+    """Accuracy, macro-F1, expected calibration error, coverage and precision at p >= 0.9."""
+    from s3tr.markers.evaluate import evaluate_crop_files
+
+    try:
+        scores = evaluate_crop_files(predictions, labels, json_out=json_out)
+    except S3trError as exc:
+        raise _fail(exc) from exc
+    _print_scores(scores)
+
+
+def _print_scores(scores: dict) -> None:
+    for key, value in scores.items():
+        out.print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+
+
+def _db_url(db: str | None, workdir: Path) -> str:
+    from s3tr.review.database import db_url_for
+
+    return db_url_for(workdir, db)
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOpt = None, workdir: WorkdirOpt = DEFAULT_WORKDIR) -> None:
+    """Create or migrate the review database to the latest schema."""
+    from s3tr.review.database import upgrade
+
+    url = _db_url(db, workdir)
+    try:
+        if db is None:
+            workdir.mkdir(parents=True, exist_ok=True)
+        upgrade(url)
+    except S3trError as exc:
+        raise _fail(exc) from exc
+    out.print("database at the latest revision")
+
+
+@cases_app.command("list")
+def cases_list(
+    db: DbOpt = None,
+    workdir: WorkdirOpt = DEFAULT_WORKDIR,
+    state: Annotated[str | None, typer.Option(help="Only cases in this state.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """List the review cases, sorted by case id."""
+    from s3tr.review.cases import list_cases
+    from s3tr.review.database import make_engine
+
+    if fmt not in ("table", "csv", "json"):
+        raise typer.BadParameter("--format must be table, csv or json")
+    engine = make_engine(_db_url(db, workdir))
+    try:
+        cases = list_cases(engine, state=state)
+    except S3trError as exc:
+        raise _fail(exc) from exc
+    finally:
+        engine.dispose()
+    if fmt == "csv":
+        sys.stdout.write(cases.to_csv(index=False))
+    elif fmt == "json":
+        sys.stdout.write(cases.to_json(orient="records", date_format="iso", force_ascii=False) + "\n")
+    else:
+        table = Table(title=f"{len(cases)} cases")
+        for col in cases.columns:
+            table.add_column(str(col))
+        for row in cases.itertuples(index=False):
+            table.add_row(*("" if v is None else str(v) for v in row))
+        out.print(table)
+
+
 def main() -> None:
     """Entry point of the ``s3tr`` console script."""
     try:

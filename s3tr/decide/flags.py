@@ -9,7 +9,6 @@ the DDT) and in English; the texts may name evidence fields in braces (``{mowing
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -76,6 +75,7 @@ class Reason(StrEnum):
     CLOUDY_GAP_TOO_LONG = "cloudy_gap_too_long"
     MARKER_NOT_ENOUGH_DATA = "marker_not_enough_data"
     CONFLICTING_MARKERS = "conflicting_markers"
+    WINDOW_NOT_OVER = "window_not_over"
     # min_activity
     ACTIVITY_DETECTED = "activity_detected"
     MOWING_DETECTED = "mowing_detected"
@@ -134,7 +134,8 @@ REASONS: dict[Reason, ReasonInfo] = {
         Flag.ORANGE,
         "Trop peu d'images sans nuages : {n_valid} observations valides, il en faut au moins "
         "{min_valid_observations}.",
-        "Too few cloud-free images: {n_valid} valid observations, at least {min_valid_observations} are needed.",
+        "Too few cloud-free images: {n_valid} valid observations, "
+        "at least {min_valid_observations} are needed.",
     ),
     Reason.CLOUDY_GAP_TOO_LONG: ReasonInfo(
         Flag.ORANGE,
@@ -152,6 +153,11 @@ REASONS: dict[Reason, ReasonInfo] = {
         Flag.ORANGE,
         "Les indicateurs satellitaires se contredisent : un examen humain est nécessaire.",
         "The satellite markers contradict each other: a human review is needed.",
+    ),
+    Reason.WINDOW_NOT_OVER: ReasonInfo(
+        Flag.ORANGE,
+        "La période de contrôle n'est pas terminée : le verdict attend la fin de la période.",
+        "The control window is not over yet: the verdict waits for its end.",
     ),
     Reason.ACTIVITY_DETECTED: ReasonInfo(
         Flag.GREEN,
@@ -183,7 +189,8 @@ REASONS: dict[Reason, ReasonInfo] = {
         Flag.GREEN,
         "Le groupe de culture déclaré ({declared_group}) est reconnu avec une probabilité de "
         "{declared_probability}.",
-        "The declared crop group ({declared_group}) is recognised with a probability of {declared_probability}.",
+        "The declared crop group ({declared_group}) is recognised "
+        "with a probability of {declared_probability}.",
     ),
     Reason.CROP_GROUP_CONTRADICTED: ReasonInfo(
         Flag.RED,
@@ -240,7 +247,8 @@ REASONS: dict[Reason, ReasonInfo] = {
         Flag.GREEN,
         "Aucune fauche ni aucun travail du sol n'a été observé sur la jachère entre le "
         "{protected_start} et le {protected_end}.",
-        "No mowing nor tillage was observed on the fallow land between {protected_start} and {protected_end}.",
+        "No mowing nor tillage was observed on the fallow land "
+        "between {protected_start} and {protected_end}.",
     ),
     Reason.FALLOW_MOWED_IN_PROTECTED_PERIOD: ReasonInfo(
         Flag.RED,
@@ -251,8 +259,9 @@ REASONS: dict[Reason, ReasonInfo] = {
     ),
     Reason.FALLOW_TILLED_IN_PROTECTED_PERIOD: ReasonInfo(
         Flag.RED,
-        "Un sol nu (travail du sol) a été observé sur la jachère le(s) {protected_bare_soil_dates}, pendant "
-        "la période d'interdiction du {protected_start} au {protected_end} (confiance {bare_soil_confidence}).",
+        "Un sol nu (travail du sol) a été observé sur la jachère le(s) {protected_bare_soil_dates}, "
+        "pendant la période d'interdiction du {protected_start} au {protected_end} "
+        "(confiance {bare_soil_confidence}).",
         "Bare soil (tillage) was observed on the fallow land on {protected_bare_soil_dates}, during the "
         "protected period from {protected_start} to {protected_end} (confidence {bare_soil_confidence}).",
     ),
@@ -267,11 +276,16 @@ REASONS: dict[Reason, ReasonInfo] = {
 """Reason code -> its flag and its French and English explanations."""
 
 
-class _Lenient(dict):
-    """Format mapping that leaves unknown fields visible instead of failing."""
+class _View:
+    """Read-only mapping view that formats evidence values on demand ('?' when missing)."""
 
-    def __missing__(self, key: str) -> str:
-        return "?"
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> str:
+        return _fmt(self._data.get(key))
 
 
 def _fmt(value: Any) -> str:
@@ -304,11 +318,9 @@ def explain(reasons: list[str] | tuple[str, ...], evidence: dict[str, Any], *, l
     """
     if lang not in ("fr", "en"):
         raise ValueError(f"unknown language {lang!r}: use 'fr' or 'en'")
-    values = _Lenient({k: _fmt(v) for k, v in evidence.items()})
-    formatter = string.Formatter()
+    view = _View(evidence)
     parts = []
     for code in reasons:
         info = REASONS[Reason(code)]
-        template = info.fr if lang == "fr" else info.en
-        parts.append(formatter.vformat(template, (), values))
+        parts.append((info.fr if lang == "fr" else info.en).format_map(view))
     return " ".join(parts)

@@ -188,7 +188,9 @@ class ImagerySource(Protocol):
         """
         ...
 
-    def read(self, acquisition: Acquisition, bands: Sequence[str], *, grid: Grid | None = None) -> xr.DataArray:
+    def read(
+        self, acquisition: Acquisition, bands: Sequence[str], *, grid: Grid | None = None
+    ) -> xr.DataArray:
         """Surface reflectance of ``bands`` on ``grid``.
 
         Returns a float32 DataArray ``(band, y, x)``, reflectance (unitless, scale and offset
@@ -354,8 +356,14 @@ def processing_baseline(item: pystac.Item) -> tuple[int, int] | None:
     return None
 
 
-def scale_offset(item: pystac.Item, asset: Any, band_index: int = 1) -> ScaleOffset:
-    """Scale, offset and nodata of one band of an asset, by the rule in the module docstring."""
+def scale_offset(
+    item: pystac.Item, asset: Any, band_index: int = 1, *, categorical: bool = False
+) -> ScaleOffset:
+    """Scale, offset and nodata of one band of an asset, by the rule in the module docstring.
+
+    With ``categorical=True`` (SCL) only the nodata is looked up: scale 1, offset 0, rule
+    ``"categorical"``.
+    """
     fields = asset.extra_fields
     scale = offset = nodata = None
     rbands = fields.get("raster:bands")
@@ -371,9 +379,14 @@ def scale_offset(item: pystac.Item, asset: Any, band_index: int = 1) -> ScaleOff
         if len(bands) >= band_index:
             nodata = bands[band_index - 1].get("nodata")
     nodata_f = _as_nodata(nodata)
+    if categorical:
+        return ScaleOffset(1.0, 0.0, "categorical", nodata_f)
     if scale is not None or offset is not None:
         return ScaleOffset(
-            float(scale if scale is not None else 1.0), float(offset if offset is not None else 0.0), "metadata", nodata_f
+            float(scale if scale is not None else 1.0),
+            float(offset if offset is not None else 0.0),
+            "metadata",
+            nodata_f,
         )
     baseline = processing_baseline(item)
     if baseline is not None:
@@ -381,10 +394,16 @@ def scale_offset(item: pystac.Item, asset: Any, band_index: int = 1) -> ScaleOff
         # ESA's own product convention (BOA_QUANTIFICATION_VALUE, BOA_ADD_OFFSET), used only when
         # the catalog does not say; L2A reflectance nodata is 0 in every distribution.
         return ScaleOffset(1e-4, off, "baseline", 0.0 if nodata_f is None else nodata_f)
-    logger.warning(
-        "item %s: no raster:bands scale/offset and no processing baseline; values read as stored", item.id
-    )
+    if item.id not in _WARNED_AS_STORED:
+        if len(_WARNED_AS_STORED) < 10_000:
+            _WARNED_AS_STORED.add(item.id)
+        logger.warning(
+            "item %s: no raster:bands scale/offset and no processing baseline; values read as stored", item.id
+        )
     return ScaleOffset(1.0, 0.0, "none", nodata_f)
+
+
+_WARNED_AS_STORED: set[str] = set()
 
 
 def _as_nodata(value: Any) -> float | None:

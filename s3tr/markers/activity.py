@@ -65,7 +65,9 @@ def _grazing_score(d: np.ndarray, v: np.ndarray, p: ActivityParams) -> float:
             continue
         peak = float(np.max(v[: k + 1]))
         best = max(best, peak - float(np.median(v[sel])))
-    return float(np.clip((best - p.grazing_drop) / 0.1 + 0.5, 0.0, 1.0)) if best > p.grazing_drop - 0.05 else 0.0
+    return (
+        float(np.clip((best - p.grazing_drop) / 0.1 + 0.5, 0.0, 1.0)) if best > p.grazing_drop - 0.05 else 0.0
+    )
 
 
 def detect_activity(table: pd.DataFrame, *, params: ActivityParams = ActivityParams()) -> pd.DataFrame:

@@ -1,21 +1,25 @@
-"""Mowing events on grassland from the NDVI series.
+"""Mowing events on grassland from the NDVI series (and the reflectance bands when present).
 
-A mowing removes most of the green biomass at once: NDVI falls between two consecutive clear observations
-and grows back over two to four weeks. The event is reported as the interval ``[start, end]`` between the last
-clear observation before the fall and the first clear observation after it (the field's convention).
+A mowing removes most of the green biomass at once: NDVI falls between two clear observations and grows
+back over two to four weeks, while the short-wave infrared (B11) rises as the dry stubble and soil show
+through. The event is reported as ``[start, end]``: the last clear observation before the fall and the
+first clear observation after it (the field's convention).
 
 Two detectors share the interface:
 
 - ``method="baseline"``: the Sen4CAP L4B rule as summarised in DESIGN.md (drop >= 0.12 between consecutive
   clear observations, lower value <= 0.72, higher >= 0.40, NDVI >= 0.1, 28 days between events). Kept to
   measure ourselves against it.
-- ``method="robust"`` (default): first removes single-date dips that come back at once (undetected clouds,
-  shadows, haze: a real mowing does not regrow in a few days), then measures each fall against the
-  *envelope* of the sward before it (the running maximum over ``lookback_days``) instead of the previous
-  observation alone, so a fall spread over two observations (partial mowing, mowing in the middle of a
-  cloudy spell) still counts; a fall must then stay down (no return to the pre-event level at the next
-  observation) to be a mowing. Its parameters were chosen by cross-validation grouped by site on the Slovak
-  camera set (see ``benchmarks/quality.py``).
+- ``method="robust"`` (default): every falling run of NDVI is a *candidate*; the sharpest part of the run
+  (at most ``max_span_days`` long) is its interval. Each candidate is described by a few physical
+  features -- the fall measured from the envelope of the sward before it (robust to a single low date in
+  the pre-event window), the level reached, how much and how fast it comes back (a cloud or shadow comes
+  back at once, a mowing regrows over weeks), and, when the bands are there, the change of blue (haze),
+  NIR and SWIR (cut grass) -- and scored by a logistic model (:class:`MowingScorer`). Candidates above
+  ``threshold`` are events, at most one per ``min_separation_days``; the score is the event's confidence.
+  The scorer's coefficients and the threshold were chosen by cross-validation grouped by site on the
+  Slovak camera set (``benchmarks/quality.py`` prints the figures and can refit them). Without the bands
+  an NDVI-only scorer is used.
 """
 
 from __future__ import annotations
@@ -29,12 +33,81 @@ import pandas as pd
 
 from s3tr.markers.table import ParcelSeries, iter_series, season_bounds, window_quality
 
-__all__ = ["MowingParams", "MowingResult", "detect_mowing", "detect_series", "mowing_marker"]
+__all__ = [
+    "CANDIDATE_FEATURES",
+    "MowingParams",
+    "MowingResult",
+    "MowingScorer",
+    "candidate_table",
+    "detect_mowing",
+    "detect_series",
+    "fit_scorer",
+    "mowing_marker",
+]
 
 logger = logging.getLogger(__name__)
 
 EVENT_COLUMNS = ["parcel_id", "start", "end", "confidence"]
 STATUS_COLUMNS = ["parcel_id", "status", "n_valid", "max_gap_days", "n_events"]
+
+#: Candidate features; the NDVI-only scorer uses the first seven.
+CANDIDATE_FEATURES = (
+    "pre",
+    "low",
+    "drop",
+    "step",
+    "span",
+    "rebound",
+    "regrowth",
+    "d_blue",
+    "d_nir",
+    "d_swir",
+)
+NDVI_FEATURES = CANDIDATE_FEATURES[:7]
+
+
+@dataclass(frozen=True)
+class MowingScorer:
+    """A logistic model on candidate features: ``p = 1 / (1 + exp(-(b + sum w_k (x_k - m_k) / s_k)))``.
+
+    Attributes
+    ----------
+    features
+        Feature names (from ``CANDIDATE_FEATURES``).
+    mean, scale, coef
+        Per-feature standardisation and weights.
+    intercept
+        Bias ``b``.
+    """
+
+    features: tuple[str, ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """Probability that each candidate is a mowing; ``x`` is (n, len(features)) float."""
+        z = (np.asarray(x, float) - np.asarray(self.mean)) / np.asarray(self.scale)
+        return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.coef) + self.intercept)))
+
+
+# Fitted on all 44 Slovak camera sites (grassland_mowing/test) by `python benchmarks/quality.py --refit`;
+# the honest estimate of their quality is the grouped cross-validation in the same benchmark.
+DEFAULT_SCORER_BANDS = MowingScorer(
+    features=CANDIDATE_FEATURES,
+    mean=(0.7971, 0.5994, 0.1977, 0.1673, 15.41, -0.07247, 0.05907, 0.02574, -0.05346, 0.02866),
+    scale=(0.0933, 0.1368, 0.1238, 0.1232, 10.23, 0.1113, 0.1131, 0.02752, 0.08369, 0.07585),
+    coef=(0.4086, -0.5072, 0.8681, -0.2767, -0.4335, 0.6441, -0.2428, -0.1091, -1.071, 2.099),
+    intercept=-1.22,
+)
+DEFAULT_SCORER_NDVI = MowingScorer(
+    features=NDVI_FEATURES,
+    mean=(0.7971, 0.5994, 0.1977, 0.1673, 15.41, -0.07247, 0.05907),
+    scale=(0.0933, 0.1368, 0.1238, 0.1232, 10.23, 0.1113, 0.1131),
+    coef=(0.5398, -0.1539, 0.5768, 0.8044, -0.3738, 0.03347, 0.1697),
+    intercept=-1.119,
+)
 
 
 @dataclass(frozen=True)
@@ -47,30 +120,29 @@ class MowingParams:
         ``"robust"`` (ours) or ``"baseline"`` (the Sen4CAP-like rule of DESIGN.md).
     season
         ``(start, end)`` as ``MM-DD`` (applied to each parcel's year) or full ``YYYY-MM-DD`` dates; events
-        are kept when their end falls in the season.
+        are kept when their interval touches the season.
     min_ndvi
-        Clear observations with NDVI below this are ignored (water, snow, bare soil noise).
-    min_drop
-        Minimum fall of NDVI for an event.
-    max_low, min_high
-        The value after the fall must be <= ``max_low``, the level before it >= ``min_high``.
+        Clear observations with NDVI below this are ignored (water, snow, bare-soil noise).
+    min_drop, max_low, min_high
+        Baseline rule: minimum fall, highest value after it, lowest value before it. The robust detector
+        uses ``min_drop / 2`` as a gate for candidates and leaves the rest to the scorer.
     min_separation_days
         No two events closer than this (the sward needs time to regrow); the stronger one is kept.
     lookback_days
-        (robust) The pre-event level is the maximum of the clear observations within this many days
-        before the fall.
+        (robust) The pre-event level is the maximum of the clear observations within this many days before.
     max_span_days
-        (robust) A fall spread over more than this many days is senescence or drought, not a mowing.
-    outlier_dip
-        (robust) A single observation lower than both neighbours by more than this, whose next neighbour is
-        back within ``outlier_recover`` of the previous one and within ``outlier_span_days``, is an outlier.
-    outlier_recover, outlier_span_days
-        See ``outlier_dip``.
-    rebound_tolerance
-        (robust) If the observation after the fall is back above ``pre_level - rebound_tolerance`` within
-        ``outlier_span_days`` the fall is not kept (a two-date cloud artefact).
-    confidence_scale
-        Width (NDVI) of the logistic that turns the excess drop into a confidence in 0..1.
+        (robust) Longest interval of an event; a longer fall is cut to its sharpest part.
+    regrowth_days
+        (robust) Window after the event in which rebound and regrowth are measured.
+    threshold
+        (robust) Minimum scorer probability for an event.
+    outlier_dip, outlier_recover, outlier_span_days
+        (robust) A single clear observation lower than both neighbours by more than ``outlier_dip``, whose
+        next neighbour is back within ``outlier_recover`` of the previous one and no more than
+        ``outlier_span_days`` after it, is an undetected cloud or shadow and is dropped: a mown sward does
+        not regrow that fast. ``None`` disables the check.
+    scorer_bands, scorer_ndvi
+        (robust) Scorers with and without the blue / NIR / SWIR bands.
     min_valid
         Fewer clear observations than this in the season: status ``not_enough_data``.
     """
@@ -84,11 +156,13 @@ class MowingParams:
     min_separation_days: int = 28
     lookback_days: int = 20
     max_span_days: int = 30
-    outlier_dip: float = 0.08
+    regrowth_days: int = 30
+    threshold: float = 0.5
+    outlier_dip: float | None = 0.08
     outlier_recover: float = 0.05
     outlier_span_days: int = 15
-    rebound_tolerance: float = 0.03
-    confidence_scale: float = 0.05
+    scorer_bands: MowingScorer = DEFAULT_SCORER_BANDS
+    scorer_ndvi: MowingScorer = DEFAULT_SCORER_NDVI
     min_valid: int = 6
 
     def with_(self, **changes: object) -> MowingParams:
@@ -110,117 +184,207 @@ class MowingResult:
         ``parcel_id, start, end, confidence`` (dates as ``datetime64[ns]``), sorted by parcel and start.
     status
         ``parcel_id, status, n_valid, max_gap_days, n_events``: one row per parcel of the table;
-        ``status`` is ``ok``, ``not_enough_data`` or ``no_valid_data``.
+        ``status`` is ``ok``, ``not_enough_data``, ``no_valid_data`` (or ``error`` with a logged reason).
     """
 
     events: pd.DataFrame
     status: pd.DataFrame
 
 
-def _logistic(x: np.ndarray | float, scale: float) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float) / max(scale, 1e-9)))
+def _clear(series: ParcelSeries, p: MowingParams) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Clear dates (int days) and aligned values (ndvi, blue, nir, swir) with NDVI >= min_ndvi."""
+    v = series.values.get("ndvi")
+    if v is None:
+        return np.empty(0, np.int64), {"ndvi": np.empty(0)}
+    keep = series.valid & np.isfinite(v) & (v >= p.min_ndvi)
+    t = series.dates[keep].astype("datetime64[D]").astype(np.int64)
+    out = {"ndvi": v[keep]}
+    nir = "B8A" if "B8A" in series.values else "B08"
+    for name, col in (("blue", "B02"), ("nir", nir), ("swir", "B11")):
+        out[name] = series.values[col][keep] if col in series.values else np.full(int(keep.sum()), np.nan)
+    if p.method == "robust":
+        ok = _remove_dips(t, out["ndvi"], p)
+        t = t[ok]
+        out = {k: a[ok] for k, a in out.items()}
+    return t, out
 
 
 def _remove_dips(t: np.ndarray, v: np.ndarray, p: MowingParams) -> np.ndarray:
-    """Mask (True = keep) without single-date negative outliers; repeats until nothing changes."""
+    """Mask (True = keep) without single-date negative outliers, removed one at a time, deepest first."""
     keep = np.ones(v.size, dtype=bool)
-    changed = True
-    while changed and keep.sum() >= 3:
-        changed = False
+    if p.outlier_dip is None:
+        return keep
+    while keep.sum() >= 3:
         idx = np.flatnonzero(keep)
         tv, vv = t[idx], v[idx]
-        prev_v, cur, next_v = vv[:-2], vv[1:-1], vv[2:]
-        span = tv[2:] - tv[:-2]
-        dip = np.minimum(prev_v, next_v) - cur
-        recovered = next_v >= prev_v - p.outlier_recover
-        bad = (dip > p.outlier_dip) & recovered & (span <= p.outlier_span_days)
-        if bad.any():
-            # Drop only the deepest dip per pass: removing one may reveal its neighbour as genuine.
-            worst = int(np.argmax(np.where(bad, dip, -np.inf)))
-            keep[idx[worst + 1]] = False
-            changed = True
+        dip = np.minimum(vv[:-2], vv[2:]) - vv[1:-1]
+        bad = (
+            (dip > p.outlier_dip)
+            & (vv[2:] >= vv[:-2] - p.outlier_recover)
+            & (tv[2:] - tv[:-2] <= p.outlier_span_days)
+        )
+        if not bad.any():
+            break
+        # One at a time: removing a dip may show that its neighbour is genuine.
+        keep[idx[1 + int(np.argmax(np.where(bad, dip, -np.inf)))]] = False
     return keep
 
 
-def detect_series(
-    dates: np.ndarray, ndvi: np.ndarray, params: MowingParams = MowingParams()
-) -> list[tuple[np.datetime64, np.datetime64, float]]:
-    """Mowing events in one clear series.
-
-    Parameters
-    ----------
-    dates
-        ``datetime64[D]`` of the clear observations, increasing.
-    ndvi
-        float NDVI on those dates (finite).
-    params
-        Detector parameters.
-
-    Returns
-    -------
-    list of (start, end, confidence)
-        ``start``/``end`` as ``datetime64[D]``, confidence in 0..1.
-    """
-    if dates.size < 2:
-        return []
-    keep = ndvi >= params.min_ndvi
-    t_all = dates[keep].astype("datetime64[D]")
-    v_all = ndvi[keep].astype(float)
-    if t_all.size < 2:
-        return []
-    t = t_all.astype(np.int64)
-    if params.method == "baseline":
-        cands = _baseline_candidates(t, v_all, params)
-    else:
-        cands = _robust_candidates(t, v_all, params)
-    # Greedy separation: strongest first, then drop events too close to an accepted one.
-    cands.sort(key=lambda c: -c[2])
-    accepted: list[tuple[int, int, float]] = []
-    for s, e, c in cands:
-        if all(abs(s - a) >= params.min_separation_days for a, _, _ in accepted):
-            accepted.append((s, e, c))
-    accepted.sort()
-    return [(np.datetime64(int(s), "D"), np.datetime64(int(e), "D"), float(c)) for s, e, c in accepted]
-
-
-def _baseline_candidates(t: np.ndarray, v: np.ndarray, p: MowingParams) -> list[tuple[int, int, float]]:
-    out = []
-    drop = v[:-1] - v[1:]
-    ok = (drop >= p.min_drop) & (v[1:] <= p.max_low) & (v[:-1] >= p.min_high)
-    for i in np.flatnonzero(ok):
-        out.append((int(t[i]), int(t[i + 1]), float(_logistic(drop[i] - p.min_drop, p.confidence_scale))))
-    # The baseline keeps the first event and skips the following 28 days; emulate by confidence = time order.
-    return [(s, e, 1.0 - k * 1e-6) for k, (s, e, _) in enumerate(out)] if out else []
-
-
-def _robust_candidates(t: np.ndarray, v: np.ndarray, p: MowingParams) -> list[tuple[int, int, float]]:
-    keep = _remove_dips(t, v, p)
-    t, v = t[keep], v[keep]
+def _candidates(t: np.ndarray, vals: dict[str, np.ndarray], p: MowingParams) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate intervals (k, 2) of indices into ``t`` and their features (k, len(CANDIDATE_FEATURES))."""
+    v = vals["ndvi"]
     n = v.size
-    out: list[tuple[int, int, float]] = []
+    idx: list[tuple[int, int]] = []
     i = 0
     while i < n - 1:
         if v[i + 1] >= v[i]:
             i += 1
             continue
-        # A falling run i -> j: consecutive decreases, within max_span_days.
         j = i + 1
-        while j + 1 < n and v[j + 1] < v[j] and t[j + 1] - t[i] <= p.max_span_days:
+        while j + 1 < n and v[j + 1] < v[j]:
             j += 1
-        pre_window = (t >= t[i] - p.lookback_days) & (t <= t[i])
-        pre = float(np.max(v[pre_window]))
-        low = float(v[j])
-        drop = pre - low
-        # The largest single step of the run locates the cut; its interval is the event.
-        steps = v[i:j] - v[i + 1 : j + 1]
-        k = i + int(np.argmax(steps))
-        rebound = j + 1 < n and (t[j + 1] - t[j] <= p.outlier_span_days) and v[j + 1] >= pre - p.rebound_tolerance
-        if drop >= p.min_drop and low <= p.max_low and pre >= p.min_high and not rebound:
-            start, end = (t[i], t[j]) if t[j] - t[i] <= p.max_span_days else (t[k], t[k + 1])
-            conf = float(_logistic(drop - p.min_drop, p.confidence_scale))
-            out.append((int(start), int(end), conf))
+        # The sharpest part of the run no longer than max_span_days (or a single step if the gap is longer).
+        best, ab = -np.inf, (i, i + 1)
+        for a in range(i, j):
+            for b in range(a + 1, j + 1):
+                if b > a + 1 and t[b] - t[a] > p.max_span_days:
+                    break
+                if v[a] - v[b] > best:
+                    best, ab = v[a] - v[b], (a, b)
+        idx.append(ab)
         i = j
-    return out
+    feats = []
+    kept = []
+    for a, b in idx:
+        pre = float(np.max(v[(t >= t[a] - p.lookback_days) & (t <= t[a])]))
+        low = float(v[b])
+        if pre - low < p.min_drop / 2:
+            continue
+        post = (t > t[b]) & (t <= t[b] + p.regrowth_days)
+        rebound = float(np.max(v[post]) - pre) if post.any() else 0.0
+        regrowth = float(np.median(v[post]) - low) if post.any() else 0.0
+        feats.append(
+            (
+                pre,
+                low,
+                pre - low,
+                float(v[a] - v[b]),
+                float(t[b] - t[a]),
+                rebound,
+                regrowth,
+                float(vals["blue"][b] - vals["blue"][a]),
+                float(vals["nir"][b] - vals["nir"][a]),
+                float(vals["swir"][b] - vals["swir"][a]),
+            )
+        )
+        kept.append((a, b))
+    return np.asarray(kept, dtype=int).reshape(-1, 2), np.asarray(feats, dtype=float).reshape(-1, 10)
+
+
+def _select(starts: np.ndarray, ends: np.ndarray, conf: np.ndarray, sep: int) -> list[int]:
+    """Greedy: strongest first, skipping events that start within ``sep`` days of an accepted one."""
+    accepted: list[int] = []
+    for k in np.argsort(-conf, kind="stable"):
+        if all(abs(int(starts[k]) - int(starts[a])) >= sep for a in accepted):
+            accepted.append(int(k))
+    return sorted(accepted, key=lambda k: int(starts[k]))
+
+
+def detect_series(
+    series: ParcelSeries, params: MowingParams = MowingParams()
+) -> list[tuple[np.datetime64, np.datetime64, float]]:
+    """Mowing events of one parcel series (all dates; only clear ones are used).
+
+    Returns
+    -------
+    list of (start, end, confidence)
+        ``start``/``end`` as ``datetime64[D]``, confidence in 0..1, sorted by start.
+    """
+    t, vals = _clear(series, params)
+    v = vals["ndvi"]
+    if t.size < 2:
+        return []
+    if params.method == "baseline":
+        drop = v[:-1] - v[1:]
+        ok = np.flatnonzero(
+            (drop >= params.min_drop) & (v[1:] <= params.max_low) & (v[:-1] >= params.min_high)
+        )
+        starts, ends = t[ok], t[ok + 1]
+        # The rule keeps the first event and skips the next 28 days: earlier = stronger.
+        conf = np.clip(0.5 + (drop[ok] - params.min_drop) / 0.2, 0.5, 1.0)
+        order = -np.arange(ok.size, dtype=float)
+        chosen = _select(starts, ends, order, params.min_separation_days)
+    else:
+        ab, x = _candidates(t, vals, params)
+        if ab.shape[0] == 0:
+            return []
+        has_bands = np.isfinite(x[:, 7:]).all(axis=1)
+        conf = np.where(
+            has_bands,
+            params.scorer_bands.score(np.nan_to_num(x)),
+            params.scorer_ndvi.score(x[:, :7]),
+        )
+        keep = conf >= params.threshold
+        ab, conf = ab[keep], conf[keep]
+        starts, ends = t[ab[:, 0]], t[ab[:, 1]]
+        chosen = _select(starts, ends, conf, params.min_separation_days)
+    return [
+        (np.datetime64(int(starts[k]), "D"), np.datetime64(int(ends[k]), "D"), float(conf[k])) for k in chosen
+    ]
+
+
+def candidate_table(table: pd.DataFrame, *, params: MowingParams = MowingParams()) -> pd.DataFrame:
+    """Every robust-detector candidate of every parcel with its features (for fitting and diagnosis).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``parcel_id, start, end`` (datetime64[ns]) and the ``CANDIDATE_FEATURES`` (float, NaN without bands).
+    """
+    frames = []
+    for s in iter_series(table):
+        t, vals = _clear(s, params)
+        if t.size < 2:
+            continue
+        start, end = season_bounds(params.season, s.dates)
+        ab, x = _candidates(t, vals, params)
+        if not ab.size:
+            continue
+        df = pd.DataFrame(x, columns=list(CANDIDATE_FEATURES))
+        df.insert(0, "end", t[ab[:, 1]].astype("datetime64[D]").astype("datetime64[ns]"))
+        df.insert(0, "start", t[ab[:, 0]].astype("datetime64[D]").astype("datetime64[ns]"))
+        df.insert(0, "parcel_id", s.parcel_id)
+        inside = (df["end"] >= pd.Timestamp(start)) & (df["start"] <= pd.Timestamp(end))
+        frames.append(df[inside.to_numpy()])
+    cols = ["parcel_id", "start", "end", *CANDIDATE_FEATURES]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+
+
+def fit_scorer(
+    candidates: pd.DataFrame,
+    labels: np.ndarray,
+    *,
+    features: tuple[str, ...] = CANDIDATE_FEATURES,
+    c: float = 1.0,
+) -> MowingScorer:
+    """Fit a :class:`MowingScorer` (L2 logistic regression) on labelled candidates.
+
+    ``labels`` is bool per candidate row: True when a true mowing date falls in ``[start - 10 d, end + 10 d]``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    x = candidates[list(features)].to_numpy(dtype=float)
+    mean = x.mean(axis=0)
+    scale = np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
+    lr = LogisticRegression(C=c, max_iter=2000)
+    lr.fit((x - mean) / scale, np.asarray(labels, dtype=bool))
+    return MowingScorer(
+        features=tuple(features),
+        mean=tuple(float(m) for m in mean),
+        scale=tuple(float(s) for s in scale),
+        coef=tuple(float(w) for w in lr.coef_[0]),
+        intercept=float(lr.intercept_[0]),
+    )
 
 
 def mowing_marker(table: pd.DataFrame, *, params: MowingParams = MowingParams()) -> MowingResult:
@@ -260,17 +424,15 @@ def mowing_marker(table: pd.DataFrame, *, params: MowingParams = MowingParams())
 def _one_parcel(
     s: ParcelSeries, p: MowingParams
 ) -> tuple[list[tuple[np.datetime64, np.datetime64, float]], str, int, float]:
-    d, v = s.clear("ndvi")
+    d, _ = s.clear("ndvi")
     if s.dates.size == 0:
         return [], "no_valid_data", 0, float("nan")
     start, end = season_bounds(p.season, s.dates)
     n_valid, gap = window_quality(d, start, end)
     if n_valid == 0:
         return [], "no_valid_data", 0, gap
-    # Observations up to lookback before the season give the first event its "before" level.
-    sel = (d >= start - np.timedelta64(max(p.lookback_days, 10), "D")) & (d <= end)
-    evs = detect_series(d[sel], v[sel], p)
-    evs = [e for e in evs if start <= e[1] and e[0] <= end]
+    # The whole series is used, so the first event has its "before" level and the last its regrowth.
+    evs = [e for e in detect_series(s, p) if start <= e[1] and e[0] <= end]
     status = "ok" if n_valid >= p.min_valid else "not_enough_data"
     return evs, status, n_valid, gap
 

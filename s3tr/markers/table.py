@@ -105,13 +105,15 @@ def read_timeseries(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     if not path.is_file():
-        raise TimeSeriesFileError(f"time-series file not found: {path} (give the path of a CSV or Parquet file)")
+        raise TimeSeriesFileError(
+            f"time-series file not found: {path} (give the path of a CSV or Parquet file)"
+        )
     try:
         if path.suffix.lower() in {".parquet", ".pq"}:
             df = pd.read_parquet(path)
         else:
             df = pd.read_csv(path, dtype={"parcel_id": str}, low_memory=False)
-    except Exception as exc:  # noqa: BLE001 - any parser failure becomes one clear error
+    except Exception as exc:
         raise TimeSeriesFileError(
             f"cannot read time-series file {path}: {exc} (expected CSV with a header row, or Parquet)"
         ) from exc
@@ -171,7 +173,9 @@ def normalize_timeseries(df: pd.DataFrame, *, source: str = "<table>") -> pd.Dat
     dates = pd.to_datetime(out["date"], errors="coerce", format="mixed")
     bad_date = dates.isna()
     try:
-        out["date"] = dates.dt.tz_localize(None).dt.normalize() if dates.dt.tz is not None else dates.dt.normalize()
+        out["date"] = (
+            dates.dt.tz_localize(None).dt.normalize() if dates.dt.tz is not None else dates.dt.normalize()
+        )
     except (AttributeError, TypeError):
         out["date"] = dates
     for mask, what in ((bad_pid, "empty parcel_id"), (bad_date & ~bad_pid, "unreadable date")):
@@ -186,12 +190,12 @@ def normalize_timeseries(df: pd.DataFrame, *, source: str = "<table>") -> pd.Dat
 
     if "valid" in out.columns:
         v = pd.to_numeric(out["valid"], errors="coerce")
-        if v.isna().any():
-            issues.append(
-                f"{source}: non-numeric 'valid' on data row(s) {_rows_text(out.loc[v.isna(), '_row'].tolist())};"
-                " treated as invalid"
-            )
-        out["valid"] = v.fillna(0).to_numpy() > 0
+        # An empty cell takes the default (valid); a cell that is not a number is suspicious: invalid.
+        garbage = v.isna() & out["valid"].notna()
+        if garbage.any():
+            rows = _rows_text(out.loc[garbage, "_row"].tolist())
+            issues.append(f"{source}: non-numeric 'valid' on data row(s) {rows}; treated as invalid")
+        out["valid"] = v.fillna(1).where(~garbage, 0).to_numpy() > 0
     else:
         out["valid"] = True
 
@@ -228,6 +232,7 @@ def normalize_timeseries(df: pd.DataFrame, *, source: str = "<table>") -> pd.Dat
     out = out[["parcel_id", "date", "valid", *values]].reset_index(drop=True)
     out.attrs["issues"] = issues
     out.attrs["source"] = source
+    out.attrs["normalized"] = True
     for msg in issues:
         logger.warning("%s", msg)
     return out

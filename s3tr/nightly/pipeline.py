@@ -21,7 +21,6 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from s3tr.decide.decide import decide
 from s3tr.decide.rules import load_ruleset
@@ -38,7 +37,8 @@ from s3tr.nightly.config import RunConfig
 from s3tr.parcels.load import load_parcels
 from s3tr.parcels.tiling import assign_tiles
 from s3tr.review.cases import sync_decisions
-from s3tr.review.database import db_url_for, make_engine, upgrade
+from s3tr.review.database import db_url_for, make_engine
+from s3tr.review.migrate import upgrade
 
 __all__ = ["Failure", "RunResult", "run_pipeline"]
 
@@ -124,7 +124,7 @@ def _init_worker(catalog: Path, raster: ParcelRaster, grid: Grid, config: RunCon
     _WORKER.update(source=LocalStacSource(catalog), raster=raster, grid=grid, config=config)
 
 
-def _reduce_acquisition(acquisition: Acquisition) -> xr.Dataset | Failure:
+def _reduce_acquisition(acquisition: Acquisition) -> object:
     """Read one acquisition, mask it, compute indices and reduce them per parcel."""
     source: LocalStacSource = _WORKER["source"]  # type: ignore[assignment]
     raster: ParcelRaster = _WORKER["raster"]  # type: ignore[assignment]
@@ -137,27 +137,9 @@ def _reduce_acquisition(acquisition: Acquisition) -> xr.Dataset | Failure:
         return Failure("imagery", acquisition.id, str(exc))
     mask = valid_mask(scl, invalid=config.invalid_scl, dilate_px=config.cloud_dilation_px)
     indices = compute_indices(reflectance, list(config.indices), mask=mask)
-    return series_from_statistics(raster.statistics(indices.values), config.indices, acquisition)
-
-
-def series_from_statistics(
-    stats: xr.Dataset, index_names: tuple[str, ...] | list[str], acquisition: Acquisition
-) -> xr.Dataset:
-    """Reshape per-index statistics of one acquisition into the ``(parcel, time)`` series layout.
-
-    ``stats`` has the indices along its ``time`` axis (one reduction pass for all of them);
-    the result has one ``time`` (the acquisition's, UTC, naive) and one variable per index.
-    """
     when = np.datetime64(acquisition.datetime.astimezone(UTC).replace(tzinfo=None), "ns")
-    data: dict[str, xr.DataArray] = {}
-    for k, name in enumerate(index_names):
-        data[name] = stats["mean"].isel(time=k).astype("float32")
-        data[f"{name}_std"] = stats["std"].isel(time=k).astype("float32")
-    # Every index shares the SCL mask, so the pixel count of the first one stands for all.
-    data["count"] = stats["count"].isel(time=0).astype("int32")
-    data["valid_fraction"] = stats["valid_fraction"].isel(time=0).astype("float32")
-    ds = xr.Dataset({k: v.drop_vars("time", errors="ignore") for k, v in data.items()})
-    return ds.expand_dims(time=[when])
+    # One fused pass reduces every index of the acquisition (the indices share the SCL mask).
+    return raster.statistics_many(indices, time=when)
 
 
 # --- the run ----------------------------------------------------------------------------------------
@@ -225,7 +207,7 @@ def _extract_tile(
                     progress(f"extract {tile}", n, len(todo))
     with _Timer(result.timings, "series"):
         table = (
-            store.to_table(store.load(), min_valid_fraction=config.min_valid_fraction)
+            store.to_table(min_valid_fraction=config.min_valid_fraction)
             if store.exists()
             else None
         )
@@ -317,14 +299,19 @@ def run_pipeline(
     # A parcel outside every tile has no pixel count: it is not "too small", it has no imagery.
     declarations["monitorable"] = declarations["n_pixels"].isna() | (declarations["n_pixels"] >= MIN_PIXELS)
 
+    ruleset = load_ruleset(config.campaign, config.region)
+    window = ruleset.activity_window
     with _Timer(timings, "markers"):
         evidence = compute_evidence(
-            series, declarations, crop_model=crop_model, season=(config.start, config.end)
+            series,
+            declarations,
+            crop_model=crop_model,
+            season=(window.start.isoformat(), window.end.isoformat()),
         )
     result.evidence = evidence
     with _Timer(timings, "decide"):
-        ruleset = load_ruleset(config.campaign, config.region)
-        decisions = decide(declarations, evidence, ruleset)
+        classes = getattr(crop_model, "classes", None)
+        decisions = decide(declarations, evidence, ruleset, model_classes=classes)
     result.decisions = decisions
 
     with _Timer(timings, "review"):

@@ -1,0 +1,457 @@
+"""Reading STAC item assets (COGs) onto a 20 m grid: the part the local and STAC API sources share.
+
+One band of one asset is read with a single windowed rasterio read covering the requested grid,
+then brought to the grid's resolution: finer bands (10 m) are averaged over k x k blocks (NaN when
+any of the k*k pixels is nodata), coarser bands (60 m) repeated (nearest). Each band is read once
+per call, and the bands of a call are decoded in parallel threads (GDAL releases the GIL while
+decompressing).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.errors
+import xarray as xr
+from pyproj import CRS, Transformer
+from rasterio.windows import Window
+
+from s3tr.errors import ImageryReadError, TransientError
+from s3tr.grid import Grid
+from s3tr.imagery.base import (
+    Acquisition,
+    ScaleOffset,
+    as_utc_bound,
+    asset_grid,
+    band_name,
+    bbox_intersects,
+    find_asset,
+    imagery_read_error,
+    normalise_tile,
+    scale_offset,
+    to_utc_naive64,
+    window_of,
+)
+
+__all__ = ["StacItemReader", "block_mode", "filter_acquisitions"]
+
+logger = logging.getLogger(__name__)
+
+_CRS_CACHE: dict[str, CRS] = {}
+
+
+def _crs(value: Any) -> CRS:
+    key = value if isinstance(value, str) else value.to_wkt()
+    crs = _CRS_CACHE.get(key)
+    if crs is None:
+        crs = CRS.from_user_input(key)
+        _CRS_CACHE[key] = crs
+    return crs
+
+
+def _same_crs(a: Any, b: Any) -> bool:
+    ea = b_epsg = None
+    try:
+        ea = a.to_epsg() if hasattr(a, "to_epsg") else None
+        b_epsg = b.to_epsg() if hasattr(b, "to_epsg") else None
+    except Exception:  # pragma: no cover - odd CRS objects
+        ea = b_epsg = None
+    if ea is not None and b_epsg is not None:
+        return bool(ea == b_epsg)
+    return bool(_crs(a) == _crs(b))
+
+
+def block_mode(blocks: np.ndarray) -> np.ndarray:
+    """Most frequent value over the last axis; ties go to the earliest pixel (row-major order).
+
+    ``blocks`` is ``(h, w, n)``: the ``n`` fine pixels of each coarse pixel. Used to bring a 10 m
+    classification (SCL) to 20 m.
+    """
+    n = blocks.shape[-1]
+    counts = np.zeros(blocks.shape, dtype=np.uint8)
+    for i in range(n):
+        counts[..., i] = (blocks == blocks[..., i : i + 1]).sum(axis=-1)
+    pick = counts.argmax(axis=-1)
+    return np.take_along_axis(blocks, pick[..., None], axis=-1)[..., 0]
+
+
+def _integer_ratio(a: float, b: float) -> int | None:
+    """``a / b`` if it is (very nearly) a positive integer, else None."""
+    q = a / b
+    k = round(q)
+    return k if k >= 1 and abs(q - k) < 1e-6 else None
+
+
+def read_onto_grid(ds: Any, bidx: int, target: Grid, *, nodata: float | None, categorical: bool) -> tuple:
+    """Read band ``bidx`` of an open rasterio dataset onto ``target``.
+
+    Returns ``(values, invalid)`` on ``target``'s shape: for ``categorical=False`` ``values`` is the
+    float32 k x k mean of the stored values (NaN where invalid); for ``categorical=True`` it is the
+    block mode in the stored dtype (0 where invalid). ``invalid`` is a bool array.
+    Raises ``ValueError`` with a readable reason when the raster's grid cannot be aligned.
+    """
+    t = ds.transform
+    if t.b != 0 or t.d != 0:
+        raise ValueError(f"raster is rotated (transform {tuple(t)[:6]})")
+    r, R = abs(t.a), target.resolution
+    H, W = target.shape
+    fine = _integer_ratio(R, r)
+    coarse = None if fine is not None else _integer_ratio(r, R)
+    if fine is None and coarse is None:
+        raise ValueError(f"raster pixel size {r} m is not a multiple or divisor of the grid's {R} m")
+    step = min(r, R)
+    dx = (target.transform.c - t.c) / step
+    dy = (t.f - target.transform.f) / step
+    if abs(dx - round(dx)) > 1e-6 or abs(dy - round(dy)) > 1e-6:
+        raise ValueError(
+            f"raster origin ({t.c}, {t.f}) is not aligned with the grid origin "
+            f"({target.transform.c}, {target.transform.f}) at {step} m"
+        )
+    dx, dy = round(dx), round(dy)
+    if fine is not None:
+        k = fine
+        row0, col0, nrows, ncols = dy, dx, H * k, W * k
+    else:
+        m = coarse
+        assert m is not None
+        row0, col0 = dy // m, dx // m
+        nrows = (dy + H - 1) // m - row0 + 1
+        ncols = (dx + W - 1) // m - col0 + 1
+    # Intersect with the raster so that a grid reaching past the file's edge reads as nodata.
+    r_lo, c_lo = max(row0, 0), max(col0, 0)
+    r_hi, c_hi = min(row0 + nrows, ds.height), min(col0 + ncols, ds.width)
+    dtype = np.dtype(ds.dtypes[bidx - 1])
+    inside = (r_lo, c_lo, r_hi, c_hi) == (row0, col0, row0 + nrows, col0 + ncols)
+    if inside:
+        arr = ds.read(bidx, window=Window(col0, row0, ncols, nrows))
+        outside = None
+    else:
+        arr = np.zeros((nrows, ncols), dtype=dtype)
+        outside = np.ones((nrows, ncols), dtype=bool)
+        if r_hi > r_lo and c_hi > c_lo:
+            window = Window(c_lo, r_lo, c_hi - c_lo, r_hi - r_lo)
+            arr[r_lo - row0 : r_hi - row0, c_lo - col0 : c_hi - col0] = ds.read(bidx, window=window)
+            outside[r_lo - row0 : r_hi - row0, c_lo - col0 : c_hi - col0] = False
+
+    def bad_of(a: np.ndarray, out_of: np.ndarray | None) -> np.ndarray:
+        """Invalid pixels of (a view of) the stored values."""
+        if nodata is None:
+            bad = np.zeros(a.shape, dtype=bool)
+        elif math.isnan(nodata):
+            bad = np.isnan(a)
+        else:
+            bad = a == nodata
+        if a.dtype.kind == "f":
+            bad |= ~np.isfinite(a)
+        if out_of is not None:
+            bad |= out_of
+        return bad
+
+    if fine is not None and fine > 1:
+        k = fine
+        views = [
+            (arr[i::k, j::k], None if outside is None else outside[i::k, j::k])
+            for i in range(k)
+            for j in range(k)
+        ]
+        if categorical:
+            blocks = np.stack([v for v, _ in views], axis=-1)
+            bblocks = np.stack([bad_of(v, o) for v, o in views], axis=-1)
+            # Nodata never wins the vote while a valid class is present.
+            invalid = bblocks.all(axis=-1)
+            blocks[bblocks] = 0
+            vals = block_mode(blocks)
+            vals[invalid] = 0
+            return vals.astype(dtype, copy=False), invalid
+        # Strided sums at the target resolution: exact in float32 for uint16 DN (k*k*65535 < 2**24).
+        acc = np.float64 if (arr.dtype.kind == "f" or k * k * 65536 > 2**24) else np.float32
+        total = views[0][0].astype(acc)
+        invalid = bad_of(*views[0])
+        for v, o in views[1:]:
+            total += v
+            invalid |= bad_of(v, o)
+        total *= 1.0 / (k * k)
+        out = total.astype(np.float32, copy=False)
+        out[invalid] = np.nan
+        return out, invalid
+    if fine is not None:  # same resolution
+        invalid = bad_of(arr, outside)
+        vals = arr
+    else:
+        m = coarse
+        assert m is not None
+        ri = (dy + np.arange(H)) // m - row0
+        ci = (dx + np.arange(W)) // m - col0
+        vals = arr[np.ix_(ri, ci)]
+        invalid = bad_of(vals, None if outside is None else outside[np.ix_(ri, ci)])
+    if categorical:
+        out_c = vals.copy() if vals is arr else vals
+        out_c[invalid] = 0
+        return out_c.astype(dtype, copy=False), invalid
+    out = vals.astype(np.float32)
+    out[invalid] = np.nan
+    return out, invalid
+
+
+def filter_acquisitions(
+    acquisitions: Sequence[Acquisition],
+    *,
+    tile: str | None = None,
+    start: date | datetime | str | None = None,
+    end: date | datetime | str | None = None,
+    bbox: Sequence[float] | None = None,
+) -> list[Acquisition]:
+    """Apply the :class:`~s3tr.imagery.base.ImagerySource` filters; sorted by time then id."""
+    t0 = as_utc_bound(start, end=False)
+    t1 = as_utc_bound(end, end=True)
+    want_tile = normalise_tile(tile) if tile else None
+    out = []
+    for acq in acquisitions:
+        if want_tile and acq.tile != want_tile:
+            continue
+        if t0 and acq.datetime < t0:
+            continue
+        if t1 and acq.datetime > t1:
+            continue
+        if bbox is not None and not bbox_intersects(acquisition_bbox(acq), bbox):
+            continue
+        out.append(acq)
+    return sorted(out, key=lambda a: (a.datetime, a.id))
+
+
+def acquisition_bbox(acq: Acquisition) -> tuple[float, float, float, float]:
+    """``(west, south, east, north)`` in WGS84 of an acquisition (item bbox, else its grid)."""
+    if acq.item is not None and acq.item.bbox and len(acq.item.bbox) >= 4:
+        b = acq.item.bbox
+        if len(b) == 6:
+            return (b[0], b[1], b[3], b[4])
+        return (b[0], b[1], b[2], b[3])
+    tr = Transformer.from_crs(acq.grid.crs, "EPSG:4326", always_xy=True)
+    return tr.transform_bounds(*acq.grid.bounds)
+
+
+class StacItemReader:
+    """Reads the band assets of STAC items (COGs) onto their 20 m grid.
+
+    Subclasses say how an asset href becomes something rasterio opens (:meth:`_href`), which GDAL
+    options apply (:attr:`gdal_options`) and how transient failures are retried
+    (:meth:`_call_with_retries`).
+
+    Parameters
+    ----------
+    max_workers
+        Threads decoding bands in parallel (small: the machine's cores are shared).
+    """
+
+    gdal_options: dict[str, Any] = {}  # noqa: RUF012 - class-level default, replaced per instance
+
+    def __init__(self, *, max_workers: int = 4) -> None:
+        self.max_workers = max(1, int(max_workers))
+
+    # -- hooks -------------------------------------------------------------------------------
+    def _href(self, item: Any, key: str, asset: Any) -> str:
+        href = asset.get_absolute_href() or asset.href
+        return str(href)
+
+    def _call_with_retries(self, fn: Callable[[int], Any], *, item_id: str, asset: str, path: str) -> Any:
+        """Run ``fn(attempt)``; the local source does not retry."""
+        return fn(0)
+
+    def _gdal_options_for(self, href: str, attempt: int) -> dict[str, Any]:
+        """GDAL configuration for reading ``href`` at try number ``attempt`` (0-based)."""
+        return self.gdal_options
+
+    def _classify(self, exc: BaseException) -> BaseException:
+        """Map a reading exception to a TransientError (retry) or leave it (permanent)."""
+        return exc
+
+    # -- reading -----------------------------------------------------------------------------
+    def _target(self, acquisition: Acquisition, grid: Grid | None) -> Grid:
+        if grid is None:
+            return acquisition.grid
+        window_of(acquisition.grid, grid)
+        return grid
+
+    def _item(self, acquisition: Acquisition) -> Any:
+        if acquisition.item is None:
+            raise ImageryReadError(
+                f"acquisition {acquisition.id!r} carries no STAC item; list it with this source's "
+                "list_acquisitions() before reading it"
+            )
+        return acquisition.item
+
+    def _read_one(self, acquisition: Acquisition, band: str, target: Grid) -> tuple[np.ndarray, ScaleOffset]:
+        item = self._item(acquisition)
+        key, asset, bidx = find_asset(item, band)
+        categorical = band == "SCL"
+        # A classification has no scale or offset; only its nodata matters.
+        so = scale_offset(item, asset, bidx, categorical=categorical)
+        href = self._href(item, key, asset)
+        expected = asset_grid(item, asset)
+
+        def attempt(number: int) -> np.ndarray:
+            try:
+                with rasterio.Env(**self._gdal_options_for(href, number)), rasterio.open(href) as ds:
+                    self._check_raster(ds, item, key, href, expected, target, bidx)
+                    nodata = so.nodata if so.nodata is not None else ds.nodatavals[bidx - 1]
+                    try:
+                        values, _ = read_onto_grid(ds, bidx, target, nodata=nodata, categorical=categorical)
+                    except ValueError as exc:
+                        raise imagery_read_error(
+                            "raster cannot be aligned with the acquisition grid",
+                            item_id=item.id,
+                            asset=key,
+                            path=href,
+                            hint=str(exc),
+                        ) from exc
+                    return values
+            except ImageryReadError:
+                raise
+            except (rasterio.errors.RasterioError, OSError, RuntimeError, ValueError) as exc:
+                classified = self._classify(exc)
+                if isinstance(classified, TransientError):
+                    raise classified from exc
+                missing = "No such file" in str(exc) or "does not exist" in str(exc) or "404" in str(exc)
+                raise imagery_read_error(
+                    "cannot read the raster" + (" (file not found)" if missing else ""),
+                    item_id=item.id,
+                    asset=key,
+                    path=href,
+                    hint="the file is missing; fix the asset href or restore the file"
+                    if missing
+                    else "the COG may be truncated or corrupt; download it again (check file:size/checksum)",
+                    cause=exc,
+                ) from exc
+
+        values = self._call_with_retries(attempt, item_id=item.id, asset=key, path=href)
+        return values, so
+
+    def _check_raster(
+        self, ds: Any, item: Any, key: str, href: str, expected: Grid | None, target: Grid, bidx: int
+    ) -> None:
+        if bidx > ds.count:
+            raise imagery_read_error(
+                f"raster has {ds.count} band(s), the item says band {bidx}",
+                item_id=item.id,
+                asset=key,
+                path=href,
+                hint="fix eo:bands of the asset or the file",
+            )
+        if ds.crs is None or not _same_crs(ds.crs, _crs(target.crs)):
+            raise imagery_read_error(
+                f"raster CRS {ds.crs} differs from the acquisition grid CRS {target.crs}",
+                item_id=item.id,
+                asset=key,
+                path=href,
+                hint="the file is not of this tile or was reprojected; restore the original COG",
+            )
+        if expected is not None:
+            same_tr = all(
+                abs(a - b) <= 1e-6 * max(1.0, abs(b))
+                for a, b in zip(tuple(ds.transform)[:6], tuple(expected.transform)[:6], strict=True)
+            )
+            same_shape = (ds.height, ds.width) == expected.shape
+            same_crs = _same_crs(ds.crs, _crs(expected.crs))
+            if not (same_tr and same_shape and same_crs):
+                raise imagery_read_error(
+                    "raster does not match the item's proj metadata "
+                    f"(file: {ds.crs} {tuple(ds.transform)[:6]} {ds.height}x{ds.width}; "
+                    f"item: {expected.crs} {tuple(expected.transform)[:6]} "
+                    f"{expected.shape[0]}x{expected.shape[1]})",
+                    item_id=item.id,
+                    asset=key,
+                    path=href,
+                    hint="the file was replaced or resampled; restore it or regenerate the item's "
+                    "proj:transform/proj:shape from the file",
+                )
+
+    def _read_many(
+        self, acquisition: Acquisition, bands: Sequence[str], target: Grid
+    ) -> list[tuple[np.ndarray, ScaleOffset]]:
+        if len(bands) <= 1 or self.max_workers == 1:
+            return [self._read_one(acquisition, b, target) for b in bands]
+        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(bands))) as pool:
+            futures = [pool.submit(self._read_one, acquisition, b, target) for b in bands]
+            return [f.result() for f in futures]
+
+    def _to_dataarray(
+        self, acquisition: Acquisition, names: Sequence[str], arrays: list[np.ndarray], target: Grid
+    ) -> xr.DataArray:
+        h, w = target.shape
+        data = np.empty((len(names), h, w), dtype=np.float32) if names else np.empty((0, h, w), np.float32)
+        for i, arr in enumerate(arrays):
+            data[i] = arr
+        x, y = target.xy()
+        return xr.DataArray(
+            data,
+            dims=("band", "y", "x"),
+            coords={"band": list(names), "y": y, "x": x, "time": to_utc_naive64(acquisition.datetime)},
+            attrs={
+                "crs": target.crs,
+                "transform": tuple(target.transform)[:6],
+                "acquisition": acquisition.id,
+                "tile": acquisition.tile,
+                "units": "1",
+                "long_name": "surface reflectance",
+            },
+            name="reflectance",
+        )
+
+    @staticmethod
+    def _apply_scale(values: np.ndarray, so: ScaleOffset) -> np.ndarray:
+        if so.scale == 1.0 and so.offset == 0.0:
+            return values
+        out = values * np.float32(so.scale)
+        out += np.float32(so.offset)
+        return out
+
+    def read(
+        self, acquisition: Acquisition, bands: Sequence[str], *, grid: Grid | None = None
+    ) -> xr.DataArray:
+        """Surface reflectance of ``bands`` (see :meth:`s3tr.imagery.base.ImagerySource.read`).
+
+        Returns float32 ``(band, y, x)`` on ``grid`` (default ``acquisition.grid``), NaN where
+        nodata; the ``band`` coordinate holds canonical names (``B04``...), ``time`` the UTC time.
+
+        Raises
+        ------
+        ImageryReadError
+            Missing asset, missing/truncated/corrupt file, or a raster not matching the item.
+        GridMismatchError
+            ``grid`` is not a window of the acquisition grid.
+        """
+        names = [band_name(b) for b in bands]
+        if "SCL" in names:
+            raise ValueError("SCL is a classification, not a reflectance band: use read_scl()")
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate bands in {list(bands)}")
+        target = self._target(acquisition, grid)
+        results = self._read_many(acquisition, names, target)
+        arrays = [self._apply_scale(v, so) for v, so in results]
+        return self._to_dataarray(acquisition, names, arrays, target)
+
+    def read_scl(self, acquisition: Acquisition, *, grid: Grid | None = None) -> np.ndarray:
+        """Scene classification, uint8 ``(y, x)`` on ``grid`` (0 = nodata; 10 m SCL -> 2x2 mode)."""
+        target = self._target(acquisition, grid)
+        values, _ = self._read_one(acquisition, "SCL", target)
+        return values.astype(np.uint8, copy=False)
+
+    def read_with_scl(
+        self, acquisition: Acquisition, bands: Sequence[str], *, grid: Grid | None = None
+    ) -> tuple[xr.DataArray, np.ndarray]:
+        """:meth:`read` and :meth:`read_scl` in one call, all files decoded in one thread pool."""
+        names = [band_name(b) for b in bands]
+        if "SCL" in names or len(set(names)) != len(names):
+            raise ValueError(f"bands must be distinct reflectance bands, got {list(bands)}")
+        target = self._target(acquisition, grid)
+        results = self._read_many(acquisition, [*names, "SCL"], target)
+        arrays = [self._apply_scale(v, so) for v, so in results[:-1]]
+        scl = results[-1][0].astype(np.uint8, copy=False)
+        return self._to_dataarray(acquisition, names, arrays, target), scl

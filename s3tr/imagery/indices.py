@@ -1,0 +1,190 @@
+"""Spectral indices: a registry of formulas, each declaring the bands it needs.
+
+All indices are computed in float32 on the 20 m grid. The NIR band is B8A (narrow NIR, native
+20 m) so that no index mixes a 10 m band averaged to 20 m with a native 20 m band for its NIR
+term. An index is NaN where any input is NaN (nodata), where a mask marks the pixel invalid, and
+where it is undefined (zero denominator) — the ``np.errstate`` + NaN rule, never a silent 0 or inf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["INDICES", "SpectralIndex", "bands_for", "compute_indices"]
+
+Formula = Callable[[Mapping[str, np.ndarray]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class SpectralIndex:
+    """One spectral index.
+
+    Attributes
+    ----------
+    name
+        Lower-case name (``"ndvi"``), used as the ``index`` coordinate.
+    bands
+        Band names the formula reads (``("B8A", "B04")``).
+    formula
+        Human-readable formula.
+    description
+        What the index measures and its reference.
+    compute
+        ``compute(bands)`` from a mapping band name -> float32 array; may divide by zero (the caller
+        turns non-finite results into NaN).
+    """
+
+    name: str
+    bands: tuple[str, ...]
+    formula: str
+    description: str
+    compute: Formula
+
+
+def _nd(a: str, b: str) -> Formula:
+    def f(x: Mapping[str, np.ndarray]) -> np.ndarray:
+        return (x[a] - x[b]) / (x[a] + x[b])
+
+    return f
+
+
+def _bsi(x: Mapping[str, np.ndarray]) -> np.ndarray:
+    p = x["B11"] + x["B04"]
+    q = x["B8A"] + x["B02"]
+    return (p - q) / (p + q)
+
+
+def _evi(x: Mapping[str, np.ndarray]) -> np.ndarray:
+    nir, red, blue = x["B8A"], x["B04"], x["B02"]
+    return (
+        np.float32(2.5)
+        * (nir - red)
+        / (nir + np.float32(6.0) * red - np.float32(7.5) * blue + np.float32(1.0))
+    )
+
+
+INDICES: dict[str, SpectralIndex] = {
+    "ndvi": SpectralIndex(
+        "ndvi",
+        ("B8A", "B04"),
+        "(B8A - B04) / (B8A + B04)",
+        "Normalized difference vegetation index (Rouse et al. 1974): green biomass, crop growth, mowing.",
+        _nd("B8A", "B04"),
+    ),
+    "ndmi": SpectralIndex(
+        "ndmi",
+        ("B8A", "B11"),
+        "(B8A - B11) / (B8A + B11)",
+        "Normalized difference moisture index (Gao 1996's NDWI): canopy water content.",
+        _nd("B8A", "B11"),
+    ),
+    "ndwi": SpectralIndex(
+        "ndwi",
+        ("B03", "B8A"),
+        "(B03 - B8A) / (B03 + B8A)",
+        "Normalized difference water index (McFeeters 1996): open water, flooded fields.",
+        _nd("B03", "B8A"),
+    ),
+    "bsi": SpectralIndex(
+        "bsi",
+        ("B11", "B04", "B8A", "B02"),
+        "((B11 + B04) - (B8A + B02)) / ((B11 + B04) + (B8A + B02))",
+        "Bare soil index (Rikimaru et al. 2002): ploughing, bare soil after harvest.",
+        _bsi,
+    ),
+    "evi": SpectralIndex(
+        "evi",
+        ("B8A", "B04", "B02"),
+        "2.5 * (B8A - B04) / (B8A + 6 * B04 - 7.5 * B02 + 1)",
+        "Enhanced vegetation index (Huete et al. 2002): like NDVI, less saturated over dense canopies.",
+        _evi,
+    ),
+    "ndre": SpectralIndex(
+        "ndre",
+        ("B8A", "B05"),
+        "(B8A - B05) / (B8A + B05)",
+        "Normalized difference red-edge index: chlorophyll content, later-season crop vigour.",
+        _nd("B8A", "B05"),
+    ),
+}
+
+
+def _lookup(names: Iterable[str]) -> list[SpectralIndex]:
+    out = []
+    for n in names:
+        key = n.strip().lower()
+        if key not in INDICES:
+            raise KeyError(f"unknown index {n!r}; known: {', '.join(INDICES)}")
+        out.append(INDICES[key])
+    return out
+
+
+def bands_for(names: Iterable[str]) -> list[str]:
+    """The bands needed to compute the indices ``names``, without duplicates, in first-use order."""
+    seen: dict[str, None] = {}
+    for idx in _lookup(names):
+        for b in idx.bands:
+            seen.setdefault(b, None)
+    return list(seen)
+
+
+def compute_indices(
+    reflectance: xr.DataArray, names: Sequence[str], *, mask: np.ndarray | xr.DataArray | None = None
+) -> xr.DataArray:
+    """Compute spectral indices from reflectance.
+
+    Parameters
+    ----------
+    reflectance
+        float32 surface reflectance ``(band, y, x)`` with a ``band`` coordinate of band names
+        (``B04``...), NaN where nodata (as :meth:`ImagerySource.read` returns it). Any CRS; the
+        coordinates and attributes are carried over.
+    names
+        Index names (keys of :data:`INDICES`, case-insensitive).
+    mask
+        Optional bool ``(y, x)``, True where the pixel is valid (e.g. :func:`valid_mask`).
+
+    Returns
+    -------
+    xarray.DataArray
+        float32 ``(index, y, x)``; NaN where masked, where an input band is NaN and where the index
+        is undefined (zero denominator).
+    """
+    indices = _lookup(names)
+    if "band" not in reflectance.dims:
+        raise ValueError(f"reflectance must have a 'band' dimension, got {reflectance.dims}")
+    available = [str(b) for b in reflectance.coords["band"].values]
+    needed = bands_for(i.name for i in indices)
+    missing = [b for b in needed if b not in available]
+    if missing:
+        raise KeyError(f"reflectance lacks band(s) {missing} needed by {[i.name for i in indices]}")
+    refl = reflectance.transpose("band", ...)
+    arrays = {b: np.asarray(refl.sel(band=b).values, dtype=np.float32) for b in needed}
+    spatial_shape = next(iter(arrays.values())).shape if arrays else refl.shape[1:]
+    valid = None
+    if mask is not None:
+        valid = np.asarray(mask, dtype=bool)
+        if valid.shape != spatial_shape:
+            raise ValueError(f"mask shape {valid.shape} differs from the reflectance's {spatial_shape}")
+    out = np.empty((len(indices), *spatial_shape), dtype=np.float32)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for i, idx in enumerate(indices):
+            v = np.asarray(idx.compute(arrays), dtype=np.float32)
+            v[~np.isfinite(v)] = np.nan
+            if valid is not None:
+                v[~valid] = np.nan
+            out[i] = v
+    other_dims = [d for d in refl.dims if d != "band"]
+    coords = {k: c for k, c in refl.coords.items() if "band" not in c.dims}
+    coords["index"] = [i.name for i in indices]
+    return xr.DataArray(
+        out,
+        dims=("index", *other_dims),
+        coords=coords,
+        attrs={k: v for k, v in reflectance.attrs.items() if k not in ("units", "long_name")},
+        name="indices",
+    )

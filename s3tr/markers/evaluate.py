@@ -1,0 +1,272 @@
+"""Scoring of the markers against ground truth.
+
+Mowing (the field's rule, see ``shared/data/grassland_mowing/README.txt``): a true mowing date ``d`` matches a
+detected event ``[start, end]`` when ``start - tolerance <= d <= end + tolerance``; matching is one-to-one, in time
+order (each true date, earliest first, takes the eligible unmatched event that ends first, which maximises the
+number of matches for intervals). Precision, recall and F1 are over events. The season-level score asks whether
+the parcel was mowed at least once: balanced accuracy = (sensitivity + specificity) / 2 over the parcels of the
+time series; a parcel of the series absent from the truth was not mowed.
+
+Crop: accuracy, macro-F1, the expected calibration error of the top-1 probability over **15 equal-width bins**
+(ECE = sum over bins of |bin| / n * |accuracy(bin) - mean probability(bin)|), and the coverage and precision of
+predictions with probability >= 0.9. Accuracy carries a 95 % Wilson interval.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from s3tr.markers.table import MarkerInputError
+
+__all__ = [
+    "evaluate_crop",
+    "evaluate_crop_files",
+    "evaluate_mowing",
+    "evaluate_mowing_files",
+    "expected_calibration_error",
+    "match_events",
+    "wilson_interval",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def _require(df: pd.DataFrame, cols: Iterable[str], what: str) -> pd.DataFrame:
+    lower = {str(c).lower(): c for c in df.columns}
+    missing = [c for c in cols if c not in lower]
+    if missing:
+        raise MarkerInputError(f"{what}: missing column(s) {missing} (found {list(df.columns)})")
+    out = df[[lower[c] for c in cols]].copy()
+    out.columns = list(cols)
+    return out
+
+
+def match_events(
+    starts: np.ndarray, ends: np.ndarray, truth: np.ndarray, *, tolerance_days: int = 10
+) -> list[tuple[int, int]]:
+    """One-to-one matches ``(truth index, event index)`` for one parcel.
+
+    All arguments are ``datetime64[D]`` arrays; events are ``[starts[i], ends[i]]``.
+    """
+    tol = np.timedelta64(int(tolerance_days), "D")
+    used = np.zeros(len(starts), dtype=bool)
+    pairs = []
+    for ti in np.argsort(truth, kind="stable"):
+        d = truth[ti]
+        ok = ~used & (starts - tol <= d) & (d <= ends + tol)
+        if ok.any():
+            cand = np.flatnonzero(ok)
+            ei = int(cand[np.argmin(ends[cand])])
+            used[ei] = True
+            pairs.append((int(ti), ei))
+    return pairs
+
+
+def evaluate_mowing(
+    events_df: pd.DataFrame,
+    truth_df: pd.DataFrame,
+    timeseries_parcels: Iterable[str] | None = None,
+    *,
+    tolerance_days: int = 10,
+) -> dict[str, Any]:
+    """Event and season scores of detected mowing events.
+
+    Parameters
+    ----------
+    events_df
+        ``parcel_id, start, end`` (dates or YYYY-MM-DD strings).
+    truth_df
+        ``parcel_id, date``: one row per true mowing.
+    timeseries_parcels
+        The parcels the detector saw; those absent from the truth were not mowed. Default: the union of the
+        parcels of ``events_df`` and ``truth_df``. Truth rows of parcels outside this set are not scored.
+    tolerance_days
+        Matching tolerance in days.
+
+    Returns
+    -------
+    dict
+        ``tp, fp, fn, precision, recall, f1, n_parcels, season_balanced_accuracy, season_sensitivity,
+        season_specificity, n_truth_parcels_unscored``.
+    """
+    ev = _require(events_df, ("parcel_id", "start", "end"), "events")
+    tr = _require(truth_df, ("parcel_id", "date"), "truth")
+    ev["parcel_id"] = ev["parcel_id"].astype(str)
+    tr["parcel_id"] = tr["parcel_id"].astype(str)
+    for df, cols in ((ev, ("start", "end")), (tr, ("date",))):
+        for c in cols:
+            df[c] = pd.to_datetime(df[c]).to_numpy().astype("datetime64[D]")
+    parcels = (
+        {str(p) for p in timeseries_parcels}
+        if timeseries_parcels is not None
+        else set(ev["parcel_id"]) | set(tr["parcel_id"])
+    )
+    unscored = sorted(set(tr["parcel_id"]) - parcels)
+    if unscored:
+        logger.warning("truth names %d parcel(s) absent from the time series; not scored", len(unscored))
+    tr = tr[tr["parcel_id"].isin(parcels)]
+    ev = ev[ev["parcel_id"].isin(parcels)]
+    ev_g = dict(tuple(ev.groupby("parcel_id")))
+    tr_g = dict(tuple(tr.groupby("parcel_id")))
+    tp = fp = fn = 0
+    s_tp = s_fn = s_tn = s_fp = 0
+    for p in parcels:
+        e = ev_g.get(p)
+        t = tr_g.get(p)
+        n_e = 0 if e is None else len(e)
+        n_t = 0 if t is None else len(t)
+        m = 0
+        if n_e and n_t:
+            m = len(
+                match_events(
+                    e["start"].to_numpy(),
+                    e["end"].to_numpy(),
+                    t["date"].to_numpy(),
+                    tolerance_days=tolerance_days,
+                )
+            )
+        tp += m
+        fp += n_e - m
+        fn += n_t - m
+        if n_t:
+            s_tp += n_e > 0
+            s_fn += n_e == 0
+        else:
+            s_fp += n_e > 0
+            s_tn += n_e == 0
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    recall = tp / (tp + fn) if tp + fn else float("nan")
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+    sens = s_tp / (s_tp + s_fn) if s_tp + s_fn else float("nan")
+    spec = s_tn / (s_tn + s_fp) if s_tn + s_fp else float("nan")
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "n_parcels": len(parcels),
+        "season_sensitivity": sens,
+        "season_specificity": spec,
+        "season_balanced_accuracy": float(np.nanmean([sens, spec])),
+        "n_truth_parcels_unscored": len(unscored),
+        "tolerance_days": tolerance_days,
+    }
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion ``k / n``."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def expected_calibration_error(probability: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> float:
+    """ECE of top-1 probabilities over ``n_bins`` equal-width bins on [0, 1] (right-closed, 0 in the first)."""
+    probability = np.asarray(probability, dtype=float)
+    correct = np.asarray(correct, dtype=float)
+    if probability.size == 0:
+        return float("nan")
+    bins = np.clip(np.ceil(probability * n_bins).astype(int) - 1, 0, n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        sel = bins == b
+        if sel.any():
+            ece += sel.mean() * abs(correct[sel].mean() - probability[sel].mean())
+    return float(ece)
+
+
+def evaluate_crop(
+    pred_df: pd.DataFrame, labels_df: pd.DataFrame, *, threshold: float = 0.9
+) -> dict[str, Any]:
+    """Accuracy, macro-F1, ECE (15 bins) and coverage / precision at ``probability >= threshold``.
+
+    Parameters
+    ----------
+    pred_df
+        ``parcel_id, predicted, probability`` (as written by ``crop predict``).
+    labels_df
+        ``parcel_id, label``. Labelled parcels without a prediction (absent, or ``not_enough_data``) count as
+        wrong for accuracy and macro-F1 and are reported as ``n_unpredicted``.
+    """
+    from sklearn.metrics import f1_score
+
+    pr = _require(pred_df, ("parcel_id", "predicted", "probability"), "predictions")
+    lb = _require(labels_df, ("parcel_id", "label"), "labels")
+    pr["parcel_id"] = pr["parcel_id"].astype(str)
+    lb["parcel_id"] = lb["parcel_id"].astype(str)
+    lb["label"] = lb["label"].astype(str)
+    df = lb.merge(pr, on="parcel_id", how="left")
+    has = df["predicted"].notna() & df["probability"].notna()
+    pred = df["predicted"].where(has, "<none>").astype(str)
+    correct = (pred == df["label"]).to_numpy()
+    n = len(df)
+    k = int(correct.sum())
+    prob = df.loc[has, "probability"].to_numpy(dtype=float)
+    corr_has = correct[has.to_numpy()]
+    high = prob >= threshold
+    lo, hi = wilson_interval(k, n)
+    return {
+        "n": n,
+        "n_unpredicted": int((~has).sum()),
+        "accuracy": k / n if n else float("nan"),
+        "accuracy_ci95": [lo, hi],
+        "macro_f1": float(f1_score(df["label"], pred, average="macro", labels=sorted(df["label"].unique())))
+        if n
+        else float("nan"),
+        "ece_15_bins": expected_calibration_error(prob, corr_has, 15),
+        "threshold": threshold,
+        "coverage_at_threshold": float(high.sum() / n) if n else float("nan"),
+        "precision_at_threshold": float(corr_has[high].mean()) if high.any() else float("nan"),
+    }
+
+
+def _write_json(result: dict[str, Any], out: str | Path | None) -> None:
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=2, default=float) + "\n")
+
+
+def evaluate_mowing_files(
+    events: str | Path,
+    truth: str | Path,
+    *,
+    timeseries: str | Path | None = None,
+    tolerance_days: int = 10,
+    json_out: str | Path | None = None,
+) -> dict[str, Any]:
+    """:func:`evaluate_mowing` on CSV files; the parcels of ``timeseries`` (if given) define the scored set."""
+    ev = pd.read_csv(events, dtype={"parcel_id": str})
+    tr = pd.read_csv(truth, dtype={"parcel_id": str})
+    parcels = None
+    if timeseries is not None:
+        from s3tr.markers.table import read_timeseries
+
+        parcels = read_timeseries(timeseries)["parcel_id"].unique().tolist()
+    result = evaluate_mowing(ev, tr, parcels, tolerance_days=tolerance_days)
+    _write_json(result, json_out)
+    return result
+
+
+def evaluate_crop_files(
+    predictions: str | Path, labels: str | Path, *, json_out: str | Path | None = None
+) -> dict[str, Any]:
+    """:func:`evaluate_crop` on CSV files, optionally writing the result as JSON."""
+    result = evaluate_crop(
+        pd.read_csv(predictions, dtype={"parcel_id": str}), pd.read_csv(labels, dtype={"parcel_id": str})
+    )
+    _write_json(result, json_out)
+    return result

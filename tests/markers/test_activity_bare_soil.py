@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from s3tr.markers.activity import ActivityParams, detect_activity
+from s3tr.markers.bare_soil import bare_soil_marker, detect_bare_soil
+from s3tr.markers.table import normalize_timeseries
+
+
+def test_activity_true_on_mowing_false_without(make_grass):
+    t = normalize_timeseries(
+        pd.concat([make_grass("mown", mowings=("2023-06-10",)), make_grass("idle", seed=3)])
+    )
+    a = detect_activity(t).set_index("parcel_id")
+    assert bool(a.loc["mown", "activity"]) and a.loc["mown", "evidence"] == "mowing"
+    assert not bool(a.loc["idle", "activity"])
+    assert a.loc["idle", "status"] == "ok" and a.loc["idle", "confidence"] > 0.5
+    assert a.loc["idle", "n_valid"] > 30 and a.loc["idle", "max_gap_days"] <= 10
+
+
+def test_activity_not_enough_data_when_sparse(make_grass):
+    sparse = make_grass("sparse", every_days=45)
+    one = pd.DataFrame({"parcel_id": ["one"], "date": ["2023-06-01"], "ndvi": [0.7]})
+    a = detect_activity(normalize_timeseries(pd.concat([sparse, one]))).set_index("parcel_id")
+    assert (a["status"] == "not_enough_data").all()
+    assert not a["activity"].any()
+
+
+def test_activity_window_limits_evidence(make_grass):
+    t = normalize_timeseries(make_grass("late", mowings=("2023-09-01",)))
+    early = detect_activity(t, params=ActivityParams(window=("04-01", "07-31")))
+    late = detect_activity(t, params=ActivityParams(window=("04-01", "10-31")))
+    assert not early["activity"].iloc[0] and late["activity"].iloc[0]
+
+
+def _ploughed(pid: str, *, soil_dates: int) -> pd.DataFrame:
+    dates = pd.date_range("2023-03-01", "2023-10-31", freq="10D")
+    ndvi = np.full(dates.size, 0.75)
+    bsi = np.full(dates.size, -0.25)
+    k = 12
+    ndvi[k : k + soil_dates] = 0.12
+    bsi[k : k + soil_dates] = 0.15
+    return pd.DataFrame({"parcel_id": pid, "date": dates, "ndvi": ndvi, "bsi": bsi})
+
+
+def test_bare_soil_persistent_vs_single_date():
+    t = normalize_timeseries(pd.concat([_ploughed("plough", soil_dates=3), _ploughed("blip", soil_dates=1)]))
+    ev = detect_bare_soil(t)
+    plough = ev[ev.parcel_id == "plough"]
+    assert len(plough) == 1 and plough.iloc[0]["confidence"] >= 0.6
+    assert (plough.iloc[0]["end"] - plough.iloc[0]["start"]).days == 20
+    # A single soil-like date that recovers at once is a cloud/shadow, not a ploughing.
+    assert ev[ev.parcel_id == "blip"].empty
+
+
+def test_bare_soil_bsi_vetoes_dark_vegetation():
+    t = _ploughed("water", soil_dates=3)
+    t.loc[12:14, "bsi"] = -0.3  # low NDVI but not soil-like BSI (water, shadow)
+    assert detect_bare_soil(normalize_timeseries(t)).empty
+    status = bare_soil_marker(normalize_timeseries(t)).status
+    assert status["status"].tolist() == ["ok"]

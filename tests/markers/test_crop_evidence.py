@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from s3tr.markers import EVIDENCE_COLUMNS, compute_evidence, run_crop_predict, run_crop_train, run_mowing
+from s3tr.markers.crop import (
+    CropModel,
+    CropModelError,
+    build_features,
+    homogeneity,
+    make_classifier,
+    train_crop_model,
+)
+from s3tr.markers.table import normalize_timeseries
+
+
+def _crops(n_per: int = 15, seed: int = 0, year: int = 2022) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Three synthetic crop shapes (winter cereal, maize, grass) with noise, 10-day sampling."""
+    rng = np.random.default_rng(seed)
+    dates = pd.date_range(f"{year}-01-05", f"{year}-12-20", freq="10D")
+    doy = np.asarray(dates.day_of_year, dtype=float)
+    shapes = {
+        "cereal": 0.2 + 0.6 * np.exp(-(((doy - 120) / 40) ** 2)),
+        "maize": 0.15 + 0.7 * np.exp(-(((doy - 210) / 30) ** 2)),
+        "grass": 0.55 + 0.2 * np.sin(doy / 365 * 2 * np.pi - 1.5),
+    }
+    rows, labels = [], []
+    for lab, shape in shapes.items():
+        for i in range(n_per):
+            pid = f"{lab}{i}_{year}"
+            shift = rng.integers(-8, 9)
+            v = np.interp(doy + shift, doy, shape) + rng.normal(0, 0.03, doy.size)
+            valid = rng.random(doy.size) > 0.2
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "parcel_id": pid,
+                        "date": dates,
+                        "ndvi": v,
+                        "valid": valid.astype(int),
+                        "ndvi_std": 0.05 + 0.01 * i,
+                    }
+                )
+            )
+            labels.append((pid, lab))
+    return pd.concat(rows, ignore_index=True), pd.DataFrame(labels, columns=["parcel_id", "label"])
+
+
+def test_features_do_not_depend_on_the_year():
+    a, _ = _crops(n_per=2, year=2021)
+    b, _ = _crops(n_per=2, year=2023)
+    fa = build_features(normalize_timeseries(a))
+    fb = build_features(normalize_timeseries(b))
+    np.testing.assert_allclose(fa.to_numpy(), fb.to_numpy(), atol=0.02)
+
+
+def test_train_predict_save_load_and_version_check(tmp_path, caplog):
+    table, labels = _crops()
+    labels = pd.concat([labels, pd.DataFrame({"parcel_id": ["ghost"], "label": ["maize"]})])
+    test_table, test_labels = _crops(n_per=5, seed=1, year=2023)
+    model = train_crop_model(
+        normalize_timeseries(table),
+        labels,
+        seed=0,
+        estimator=make_classifier(max_iter=40, min_samples_leaf=3),
+    )
+    assert "absent from the time series" in caplog.text
+    pred = model.predict(normalize_timeseries(test_table)).merge(test_labels, on="parcel_id")
+    assert (pred["predicted"] == pred["label"]).mean() >= 0.9
+    assert (pred["probability"] >= pred["second_probability"]).all()
+    assert set(pred["second"]) <= {"cereal", "maize", "grass"}
+    path = model.save(tmp_path / "m")
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["format_version"] == 1 and card["n_parcels"] == 45 and "ndvi_b00" in card["features"]
+    again = CropModel.load(path).predict(normalize_timeseries(test_table))
+    np.testing.assert_allclose(
+        again["probability"], model.predict(normalize_timeseries(test_table))["probability"]
+    )
+    import joblib
+
+    blob = joblib.load(path)
+    blob["format_version"] = 999
+    joblib.dump(blob, path)
+    with pytest.raises(CropModelError, match="retrain"):
+        CropModel.load(path)
+
+
+def test_homogeneity_and_evidence_columns(make_grass):
+    table, labels = _crops(n_per=5)
+    model = train_crop_model(
+        normalize_timeseries(table),
+        labels,
+        seed=0,
+        estimator=make_classifier(max_iter=40, min_samples_leaf=3),
+    )
+    grass = make_grass("g1", mowings=("2023-06-10",))
+    dec = pd.DataFrame(
+        {
+            "id_parcel": ["cereal0_2022", "g1", "missing"],
+            "code_cultu": ["BTH", "PPH", "PPH"],
+            "code_group": [1, 18, 18],
+        }
+    )
+    ev = compute_evidence(pd.concat([table, grass]), dec, crop_model=model)
+    assert list(ev.columns) == EVIDENCE_COLUMNS
+    ev = ev.set_index("parcel_id")
+    assert ev.loc["g1", "mowing_count"] == 1 and ev.loc["g1", "activity"]
+    assert ev.loc["g1", "mowing_dates"].startswith("2023-06-")
+    assert ev.loc["missing", "activity_status"] == "not_enough_data" and ev.loc["missing", "n_valid"] == 0
+    assert ev.loc["cereal0_2022", "crop_predicted"] == "cereal"
+    assert ev.loc["cereal0_2022", "homogeneity"] == pytest.approx(0.05)
+    assert np.isnan(ev.loc["g1", "homogeneity"])
+    assert ev["model_version"].iloc[0] == model.version
+    assert homogeneity(normalize_timeseries(table)).index.name == "parcel_id"
+    no_model = compute_evidence(grass, dec.iloc[1:2])
+    assert no_model["crop_predicted"].isna().all() and no_model["model_version"].isna().all()
+
+
+def test_cli_functions_roundtrip(tmp_path, make_grass):
+    table, labels = _crops(n_per=5)
+    table.to_csv(tmp_path / "ts.csv", index=False)
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    run_crop_train(tmp_path / "ts.csv", tmp_path / "labels.csv", tmp_path / "models" / "crop.joblib")
+    pred = run_crop_predict(tmp_path / "ts.csv", tmp_path / "models" / "crop.joblib", tmp_path / "pred.csv")
+    written = pd.read_csv(tmp_path / "pred.csv")
+    assert list(written.columns)[:5] == [
+        "parcel_id",
+        "predicted",
+        "probability",
+        "second",
+        "second_probability",
+    ]
+    assert len(written) == len(pred) == 15
+    make_grass("g", mowings=("2023-06-10",)).to_csv(tmp_path / "g.csv", index=False)
+    run_mowing(tmp_path / "g.csv", tmp_path / "events.csv")
+    ev = pd.read_csv(tmp_path / "events.csv")
+    assert (
+        list(ev.columns) == ["parcel_id", "start", "end", "confidence"] and ev["start"].str.len().eq(10).all()
+    )

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from s3tr.markers.evaluate import (
+    evaluate_crop,
+    evaluate_crop_files,
+    evaluate_mowing,
+    expected_calibration_error,
+    match_events,
+)
+
+
+def _d(*xs):
+    return np.array(xs, dtype="datetime64[D]")
+
+
+def test_matching_is_one_to_one_in_time_order():
+    starts, ends = _d("2023-06-01", "2023-06-20"), _d("2023-06-05", "2023-06-25")
+    # Two true dates fit the first event's window, one fits both: each event is used once.
+    pairs = match_events(starts, ends, _d("2023-06-12", "2023-05-25"))
+    assert sorted(pairs) == [(0, 1), (1, 0)]
+    assert match_events(starts[:1], ends[:1], _d("2023-06-12", "2023-05-25")) == [(1, 0)]
+
+
+def test_evaluate_mowing_counts_and_season():
+    events = pd.DataFrame(
+        {
+            "parcel_id": ["a", "a", "c"],
+            "start": ["2023-06-01", "2023-08-01", "2023-07-01"],
+            "end": ["2023-06-06"] * 1 + ["2023-08-06", "2023-07-06"],
+        }
+    )
+    truth = pd.DataFrame({"parcel_id": ["a", "b", "zz"], "date": ["2023-06-10", "2023-07-01", "2023-07-01"]})
+    r = evaluate_mowing(events, truth, ["a", "b", "c", "d"])
+    assert (r["tp"], r["fp"], r["fn"]) == (1, 2, 1)
+    assert r["precision"] == pytest.approx(1 / 3) and r["recall"] == pytest.approx(0.5)
+    # a mowed+detected, b mowed+missed, c not mowed+detected, d not mowed+clean
+    assert r["season_sensitivity"] == 0.5 and r["season_specificity"] == 0.5
+    assert r["n_truth_parcels_unscored"] == 1
+    assert evaluate_mowing(events, truth, ["a"], tolerance_days=0)["tp"] == 0
+
+
+def test_ece_and_crop_scores(tmp_path):
+    assert expected_calibration_error(np.array([0.95, 0.95]), np.array([1, 1])) == pytest.approx(0.05)
+    pred = pd.DataFrame(
+        {
+            "parcel_id": ["1", "2", "3", "4"],
+            "predicted": ["w", "w", "m", None],
+            "probability": [0.95, 0.92, 0.5, None],
+        }
+    )
+    labels = pd.DataFrame({"parcel_id": ["1", "2", "3", "4"], "label": ["w", "m", "m", "m"]})
+    r = evaluate_crop(pred, labels)
+    assert r["accuracy"] == 0.5 and r["n_unpredicted"] == 1
+    assert r["coverage_at_threshold"] == 0.5 and r["precision_at_threshold"] == 0.5
+    pred.to_csv(tmp_path / "p.csv", index=False)
+    labels.to_csv(tmp_path / "l.csv", index=False)
+    r2 = evaluate_crop_files(tmp_path / "p.csv", tmp_path / "l.csv", json_out=tmp_path / "o.json")
+    assert json.loads((tmp_path / "o.json").read_text())["accuracy"] == r2["accuracy"] == 0.5

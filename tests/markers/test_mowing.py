@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from s3tr.markers.mowing import MowingParams, detect_mowing, mowing_marker
+from s3tr.markers.table import normalize_timeseries
+
+
+def test_clear_mowing_found_with_right_interval(make_grass):
+    t = normalize_timeseries(make_grass(mowings=("2023-06-12",)))
+    ev = detect_mowing(t)
+    assert len(ev) == 1
+    start, end = ev.iloc[0]["start"], ev.iloc[0]["end"]
+    # The interval brackets the cut: last date before it, first date after it (5-day revisit).
+    assert start <= pd.Timestamp("2023-06-12") <= end
+    assert (end - start).days <= 10
+    assert ev.iloc[0]["confidence"] >= MowingParams().threshold
+
+
+def test_two_mowings_and_no_mowing(make_grass):
+    two = normalize_timeseries(make_grass("two", mowings=("2023-06-01", "2023-08-10")))
+    none = normalize_timeseries(make_grass("none", seed=1))
+    ev = detect_mowing(pd.concat([two, none]))
+    assert ev["parcel_id"].tolist() == ["two", "two"]
+
+
+def test_single_date_cloud_dip_is_not_a_mowing(make_grass):
+    t = normalize_timeseries(make_grass(dips=("2023-07-01",)))
+    assert detect_mowing(t).empty
+    # The baseline rule falls for it: the test above is not vacuous.
+    assert len(detect_mowing(t, params=MowingParams(method="baseline"))) == 1
+
+
+def test_dip_next_to_a_real_mowing_does_not_hide_it(make_grass):
+    t = normalize_timeseries(make_grass(mowings=("2023-06-15",), dips=("2023-08-20",)))
+    ev = detect_mowing(t)
+    assert len(ev) == 1 and ev.iloc[0]["start"] <= pd.Timestamp("2023-06-15") <= ev.iloc[0]["end"]
+
+
+def test_bad_inputs_give_status_not_crash(make_grass):
+    good = make_grass("good", mowings=("2023-06-12",))
+    one = pd.DataFrame({"parcel_id": ["one"], "date": ["2023-06-01"], "ndvi": [0.7]})
+    dead = make_grass("dead").assign(valid=0)
+    nan = make_grass("nan", mowings=("2023-06-12",)).assign(ndvi=np.nan)
+    raw = pd.concat([good, one, dead, nan]).sample(frac=1.0, random_state=0)  # shuffled rows
+    res = mowing_marker(normalize_timeseries(raw))
+    st = res.status.set_index("parcel_id")["status"]
+    assert st["good"] == "ok"
+    assert st["one"] == "not_enough_data"
+    assert st["dead"] == "no_valid_data" and st["nan"] == "no_valid_data"
+    assert res.events["parcel_id"].unique().tolist() == ["good"]

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from s3tr.errors import S3trError
+from s3tr.markers.table import (
+    MarkerInputError,
+    TimeSeriesFileError,
+    iter_series,
+    normalize_timeseries,
+    parcel_quality,
+    read_timeseries,
+)
+
+
+def test_unsorted_duplicates_unknown_columns_and_case(tmp_path):
+    raw = pd.DataFrame(
+        {
+            "PARCEL_ID": ["b", "a", "a", "a", "b"],
+            "Date": ["2023-05-10", "2023-05-20", "2023-05-01", "2023-05-20", "2023-05-01"],
+            "NDVI": [0.5, 0.7, 0.6, 0.9, 0.4],
+            "valid": [1, 1, 1, 0, 1],
+            "weird": ["x"] * 5,
+        }
+    )
+    path = tmp_path / "ts.csv"
+    raw.to_csv(path, index=False)
+    t = read_timeseries(path)
+    assert list(t.columns) == ["parcel_id", "date", "valid", "ndvi"]
+    assert t["parcel_id"].tolist() == ["a", "a", "b", "b"]
+    assert t["date"].is_monotonic_increasing is False  # sorted within parcel, not globally
+    a = t[t.parcel_id == "a"]
+    # The duplicate (a, 2023-05-20) keeps the valid row's value, not the mean with the invalid one.
+    assert a["ndvi"].tolist() == pytest.approx([0.6, 0.7])
+    assert any("duplicate" in m and "ts.csv" in m for m in t.attrs["issues"])
+
+
+def test_ndvi_from_bands_and_nan_is_invalid():
+    raw = pd.DataFrame(
+        {
+            "parcel_id": ["p"] * 3,
+            "date": ["2023-01-01", "2023-01-02", "2023-01-03"],
+            "B04": [0.05, 0.1, np.nan],
+            "B08": [0.45, 0.3, 0.3],
+            "B8A": [0.35, np.nan, np.nan],
+        }
+    )
+    t = normalize_timeseries(raw)
+    # B8A is preferred over B08 where present.
+    assert t["ndvi"].iloc[0] == pytest.approx((0.35 - 0.05) / 0.4)
+    assert t["ndvi"].iloc[1] == pytest.approx((0.3 - 0.1) / 0.4) or np.isnan(t["ndvi"].iloc[1])
+    assert t["valid"].tolist()[2] is False or not t["valid"].iloc[2]
+
+
+def test_bad_dates_are_reported_with_row_not_raised():
+    raw = pd.DataFrame({"parcel_id": ["p", "p", ""], "date": ["2023-01-01", "not a date", "2023-01-03"]})
+    raw["ndvi"] = 0.5
+    t = normalize_timeseries(raw, source="f.csv")
+    assert len(t) == 1
+    msgs = " ".join(t.attrs["issues"])
+    assert "f.csv" in msgs and "row(s) 2" in msgs and "row(s) 3" in msgs
+
+
+def test_missing_columns_and_file_errors(tmp_path):
+    with pytest.raises(MarkerInputError, match="parcel_id"):
+        normalize_timeseries(pd.DataFrame({"date": ["2023-01-01"], "ndvi": [0.2]}))
+    with pytest.raises(TimeSeriesFileError, match="not found"):
+        read_timeseries(tmp_path / "missing.csv")
+    assert issubclass(TimeSeriesFileError, S3trError) and issubclass(TimeSeriesFileError, ValueError)
+
+
+def test_quality_statuses():
+    raw = pd.DataFrame(
+        {
+            "parcel_id": ["one", "none", "none", "ok", "ok", "ok"],
+            "date": ["2023-05-01", "2023-05-01", "2023-05-05", "2023-05-01", "2023-05-11", "2023-06-01"],
+            "valid": [1, 0, 0, 1, 1, 1],
+            "ndvi": [0.5, 0.5, 0.5, 0.5, 0.6, 0.7],
+        }
+    )
+    q = parcel_quality(normalize_timeseries(raw)).set_index("parcel_id")
+    assert q.loc["one", "status"] == "not_enough_data"
+    assert q.loc["none", "status"] == "no_valid_data"
+    assert q.loc["ok", "status"] == "ok" and q.loc["ok", "max_gap_days"] == 21
+    series = {s.parcel_id: s for s in iter_series(normalize_timeseries(raw))}
+    assert series["ok"].dates.dtype == np.dtype("datetime64[D]")
