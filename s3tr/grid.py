@@ -48,18 +48,18 @@ class Grid:
     def bounds(self) -> tuple[float, float, float, float]:
         """``(minx, miny, maxx, maxy)`` of the grid's outer edges."""
         h, w = self.shape
-        x0, y0 = self.transform * (0, 0)
-        x1, y1 = self.transform * (w, h)
+        x0, y0 = self.transform @ (0, 0)
+        x1, y1 = self.transform @ (w, h)
         return (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
 
     def window(self, row_off: int, col_off: int, height: int, width: int) -> Grid:
         """The sub-grid of ``height`` x ``width`` pixels starting at ``(row_off, col_off)``."""
-        return Grid(self.crs, self.transform * Affine.translation(col_off, row_off), (height, width))
+        return Grid(self.crs, self.transform @ Affine.translation(col_off, row_off), (height, width))
 
     def coarsen(self, factor: int) -> Grid:
         """The grid with pixels ``factor`` times larger (e.g. 10 m -> 20 m with ``factor=2``)."""
         h, w = self.shape
-        return Grid(self.crs, self.transform * Affine.scale(factor), (h // factor, w // factor))
+        return Grid(self.crs, self.transform @ Affine.scale(factor), (h // factor, w // factor))
 
     def xy(self) -> tuple[np.ndarray, np.ndarray]:
         """Pixel-centre coordinates: ``x`` of shape ``(width,)`` and ``y`` of shape ``(height,)``."""

@@ -61,8 +61,10 @@ def test_whole_chain_produces_flags_cases_and_report(tiny_season: Path, tmp_path
     assert list(flags.columns[:5]) == ["id_parcel", "campaign", "control", "flag", "reasons"]
     assert set(flags["flag"]) <= {"green", "orange", "red"}
     assert not flags.duplicated(["id_parcel", "control"]).any()
-    # Every parcel gets the crop-group control; grassland also gets the activity control.
-    assert set(flags.loc[flags["control"] == "crop_group", "id_parcel"]) == set(parcels["id_parcel"])
+    # Every parcel is decided; arable crops get the crop-group control, grassland the activity one.
+    assert set(flags["id_parcel"]) == set(parcels["id_parcel"])
+    arable = parcels.loc[parcels["code_group"].isin([1, 2, 3, 5, 6]), "id_parcel"]
+    assert set(arable) <= set(flags.loc[flags["control"] == "crop_group", "id_parcel"])
     grass = parcels.loc[parcels["code_group"].isin([18, 19]), "id_parcel"]
     assert set(grass) <= set(flags.loc[flags["control"] == "min_activity", "id_parcel"])
     # Orange decisions become cases, one per (parcel, control).

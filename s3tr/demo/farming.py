@@ -4,16 +4,14 @@ Every parcel gets a *declared* crop code (the regional mix, biased by farm type)
 land use with dated events (sowing, harvest, stubble tillage, mowing, grazing, ploughing). Most
 parcels are compliant (``scenario="ok"``); a known share carries one deliberate non-compliance:
 
-=====================  ==================================================================  =============
-scenario               what happens                                                        controls red
-=====================  ==================================================================  =============
-``grassland_ploughed``  declared permanent grassland (group 18) ploughed in spring, then   grassland_not_ploughed
-                        re-sown to grass or sown to maize                                  (+ crop_group if maize)
-``no_activity``         declared grassland (18/19) never mowed nor grazed                  min_activity
-``wrong_crop``          declared an arable crop, grows another (e.g. BTH declared, maize)  crop_group
-``abandoned``           grassland or arable land left to weeds and shrubs, no activity     min_activity / crop_group
-``fallow_mowed``        declared fallow (group 11) mowed inside the protected period       fallow
-=====================  ==================================================================  =============
+- ``grassland_ploughed``: declared permanent grassland (group 18) ploughed in spring, then re-sown
+  to grass or sown to maize -> ``grassland_not_ploughed`` red (and ``crop_group`` red if maize);
+- ``no_activity``: declared grassland (groups 18/19) never mowed nor grazed -> ``min_activity`` red;
+- ``wrong_crop``: an arable crop declared, another grown (e.g. BTH declared, maize grown) ->
+  ``crop_group`` red;
+- ``abandoned``: grassland or arable land left to weeds and shrubs -> ``min_activity`` red on
+  grassland, ``crop_group`` red on arable land (the true code becomes SNE, group 28);
+- ``fallow_mowed``: declared fallow (group 11) mown inside the protected period -> ``fallow`` red.
 
 The controls (``truth/expected_controls.csv``) are what a perfect system would conclude from the
 truth: ``min_activity`` on grassland (groups 18, 19: at least one mowing, grazing or ploughing),
@@ -88,6 +86,7 @@ class ParcelPlan:
     after_plough: str | None = None
     tree_frac: float = 0.0
     impervious_frac: float = 0.0
+    water_frac: float = 0.0
     soil_bright: float = 1.0
     events: list[tuple[int, str]] = field(default_factory=list)
 
@@ -105,16 +104,20 @@ def _doy(year: int, month: int, day: int) -> int:
     return dt.date(year, month, day).timetuple().tm_yday
 
 
-def _declared_codes(n: int, livestock: np.ndarray, rng: np.random.Generator) -> list[str]:
-    """Declared codes: the regional mix, grassland 3x likelier on livestock farms, 3x rarer elsewhere."""
+def _declared_codes(n: int, livestock: np.ndarray, valley: np.ndarray, rng: np.random.Generator) -> list[str]:
+    """Declared codes: the regional mix, grassland 3x likelier on livestock farms (3x rarer
+    elsewhere) and 2.5x likelier in the valley (0.8x on the plateau)."""
     codes = list(CROP_MIX)
     base = np.array([CROP_MIX[c] for c in codes])
     grass = np.array([CODES[c].group in GRASSLAND_GROUPS for c in codes])
-    p_live = np.where(grass, base * 3.0, base)
-    p_arable = np.where(grass, base / 3.0, base)
-    p_live, p_arable = p_live / p_live.sum(), p_arable / p_arable.sum()
+    probs = {}
+    for lv in (False, True):
+        for va in (False, True):
+            p = np.where(grass, base * (3.0 if lv else 1 / 3) * (2.5 if va else 0.8), base)
+            probs[lv, va] = p / p.sum()
     out = [
-        codes[rng.choice(len(codes), p=p_live if lv else p_arable)] for lv in livestock
+        codes[rng.choice(len(codes), p=probs[bool(lv), bool(va)])]
+        for lv, va in zip(livestock, valley, strict=True)
     ]
     # Small test seasons still see every code once (placed at random parcels).
     if n >= len(codes):
@@ -171,9 +174,7 @@ def _schedule(p: ParcelPlan, rng: np.random.Generator, year: int, livestock: boo
         if not grazing_only:
             k = int(rng.choice([1, 2, 3, 4], p=[0.3, 0.35, 0.25, 0.1]))
             days = _spaced_days(rng, k, 110, 270, 32)
-            p.mowings = [
-                (d, float(rng.uniform(0.45, 0.75)), int(rng.integers(14, 29))) for d in days
-            ]
+            p.mowings = [(d, float(rng.uniform(0.45, 0.75)), int(rng.integers(14, 29))) for d in days]
         if grazing_only or (livestock and rng.random() < 0.5):
             # Grazing after the last cut (aftermath) or through spring-summer for grazing-only.
             last = max([d for d, _, _ in p.mowings], default=80)
@@ -189,8 +190,10 @@ def _schedule(p: ParcelPlan, rng: np.random.Generator, year: int, livestock: boo
             d = int(rng.integers(protected[0] + 3, protected[1] - 3))
             p.mowings = [(d, float(rng.uniform(0.55, 0.75)), int(rng.integers(18, 29)))]
         elif rng.random() < 0.6:
-            d = int(rng.integers(75, protected[0] - 5)) if rng.random() < 0.3 else int(
-                rng.integers(protected[1] + 10, 260)
+            d = (
+                int(rng.integers(75, protected[0] - 5))
+                if rng.random() < 0.3
+                else int(rng.integers(protected[1] + 10, 260))
             )
             p.mowings = [(d, float(rng.uniform(0.55, 0.75)), int(rng.integers(18, 29)))]
 
@@ -221,7 +224,14 @@ def _schedule(p: ParcelPlan, rng: np.random.Generator, year: int, livestock: boo
 
 
 def plan_parcels(
-    rng: np.random.Generator, *, labels: np.ndarray, farms: np.ndarray, livestock: np.ndarray, tiny: np.ndarray, year: int
+    rng: np.random.Generator,
+    *,
+    labels: np.ndarray,
+    farms: np.ndarray,
+    livestock: np.ndarray,
+    tiny: np.ndarray,
+    year: int,
+    valley: np.ndarray | None = None,
 ) -> list[ParcelPlan]:
     """Declarations, scenarios and schedules of every parcel.
 
@@ -233,13 +243,18 @@ def plan_parcels(
         Farm index of each parcel; ``livestock`` is indexed by farm.
     tiny
         Deliberately tiny parcels (kept compliant: their point is to be unmonitorable).
+    valley
+        Parcels near the river (more grassland); none if omitted.
     year
         Campaign year (days of year refer to it).
     """
     n = len(labels)
     live = livestock[farms]
-    declared = _declared_codes(n, live, rng)
-    plans = [ParcelPlan(label=int(lab), declared_code=c, true_code=c) for lab, c in zip(labels, declared, strict=True)]
+    declared = _declared_codes(n, live, np.zeros(n, bool) if valley is None else valley, rng)
+    plans = [
+        ParcelPlan(label=int(lab), declared_code=c, true_code=c)
+        for lab, c in zip(labels, declared, strict=True)
+    ]
 
     free = np.ones(n, dtype=bool) & ~tiny
     groups = np.array([CODES[c].group for c in declared])
@@ -293,7 +308,9 @@ def _date(year: int, doy: int) -> str:
     return (dt.date(year, 1, 1) + dt.timedelta(days=doy - 1)).isoformat()
 
 
-def truth_events(plans: list[ParcelPlan], ids: list[str], year: int, *, first: int, last: int) -> pd.DataFrame:
+def truth_events(
+    plans: list[ParcelPlan], ids: list[str], year: int, *, first: int, last: int
+) -> pd.DataFrame:
     """``truth/events.csv``: ``id_parcel, date, event`` for events between days ``first`` and ``last``."""
     rows = [
         {"id_parcel": pid, "date": _date(year, d), "event": ev}
@@ -305,7 +322,7 @@ def truth_events(plans: list[ParcelPlan], ids: list[str], year: int, *, first: i
 
 
 def expected_controls(plans: list[ParcelPlan], ids: list[str], year: int) -> pd.DataFrame:
-    """``truth/expected_controls.csv``: ``id_parcel, control, expected`` (green/red) where a control applies."""
+    """``truth/expected_controls.csv``: ``id_parcel, control, expected`` (green/red) where it applies."""
     lo, hi = _doy(year, *FALLOW_PROTECTED[0]), _doy(year, *FALLOW_PROTECTED[1])
     rows = []
     for p, pid in zip(plans, ids, strict=True):
@@ -320,5 +337,7 @@ def expected_controls(plans: list[ParcelPlan], ids: list[str], year: int) -> pd.
             ok["fallow"] = true_group in FALLOW_GROUPS and not any(lo <= d <= hi for d, _, _ in p.mowings)
         for control in ("min_activity", "crop_group", "grassland_not_ploughed", "fallow"):
             if control in ok:
-                rows.append({"id_parcel": pid, "control": control, "expected": "green" if ok[control] else "red"})
+                rows.append(
+                    {"id_parcel": pid, "control": control, "expected": "green" if ok[control] else "red"}
+                )
     return pd.DataFrame(rows, columns=["id_parcel", "control", "expected"])

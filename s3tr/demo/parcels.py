@@ -4,7 +4,8 @@ The landscape is built the way a bocage-and-plain area looks from above:
 
 1. **Blocks** (*îlots*): a Voronoi tessellation of random seeds over the area, each cell shrunk
    inward by 3–7 m so that roads, tracks and hedges run between blocks. A few blocks are woods or
-   hamlets instead of farmland.
+   hamlets instead of farmland. A meandering river 20–30 m wide with wooded banks (like the Clain at
+   Poitiers) and a few ponds cut through; the parcels near it are the valley's meadows.
 2. **Parcels**: each farm block is split into 1–6 parcels, either by a Voronoi of jittered seeds
    (irregular fields) or by parallel cuts across its long axis (strips: long, narrow fields), and
    each parcel is shrunk by 1–2.5 m (furrows and tracks between neighbours). Parcels over 30 ha are
@@ -19,13 +20,14 @@ Lambert-93 (EPSG:2154) only when written, as the real RPG is.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
 import shapely
-from shapely.geometry import MultiPoint, Polygon, box
+from shapely.geometry import LineString, MultiPoint, Polygon, box
 
 __all__ = ["Layout", "make_layout"]
 
@@ -35,6 +37,8 @@ MAX_PARCEL_HA = 30.0
 MIN_PARCEL_HA = 0.3
 # Mean number of parcels per farm block; with the Voronoi block sizes it gives ~4-5 ha parcels.
 PARCELS_PER_BLOCK = 2.8
+# Parcels whose centre lies this close to the river are in the valley (meadows).
+VALLEY_M = 400.0
 
 
 @dataclass
@@ -45,9 +49,11 @@ class Layout:
     ----------
     parcels
         Declared parcels: ``label`` (int, 1..n, the raster label), ``farm`` (int), ``tiny`` (bool),
-        ``geometry`` (Polygon, metres, CRS ``crs``). Sorted by ``label``.
+        ``valley`` (bool, near the river), ``geometry`` (Polygon, metres, CRS ``crs``). Sorted by
+        ``label``.
     other
-        Non-declared land drawn on the rasters: ``cover`` (``wood``, ``hamlet``) and ``geometry``.
+        Non-declared land drawn on the rasters: ``cover`` (``riparian``, ``water``, ``wood``,
+        ``hamlet``, ``grass``) and ``geometry``, in drawing order.
     farms
         One row per farm: ``farm`` (int), ``pacage`` (9-digit str), ``livestock`` (bool).
     bounds
@@ -61,6 +67,48 @@ class Layout:
     farms: gpd.GeoDataFrame
     bounds: tuple[float, float, float, float]
     crs: str
+
+
+def _river(rng: np.random.Generator, bounds: tuple[float, float, float, float]) -> LineString:
+    """A meandering river crossing the area from west to east (a correlated random walk)."""
+    minx, miny, maxx, maxy = bounds
+    h = maxy - miny
+    x, y = minx - 100.0, miny + rng.uniform(0.3, 0.7) * h
+    heading = rng.normal(0.0, 0.2)
+    pts = [(x, y)]
+    while x < maxx + 100.0:
+        # Heading drifts but is pulled back towards east, so the river meanders across the area.
+        heading = float(np.clip(0.85 * heading + rng.normal(0.0, 0.15), -1.0, 1.0))
+        x, y = (
+            x + 40.0 * np.cos(heading),
+            float(np.clip(y + 40.0 * np.sin(heading), miny + 0.1 * h, maxy - 0.1 * h)),
+        )
+        pts.append((x, y))
+    return LineString(pts).simplify(2.0)
+
+
+def _ponds(
+    rng: np.random.Generator, bounds: tuple[float, float, float, float], river: LineString
+) -> list[Polygon]:
+    """One pond per ~30 km², near the river, irregular, 0.3-2.5 ha."""
+    area_km2 = (bounds[2] - bounds[0]) * (bounds[3] - bounds[1]) / 1e6
+    out = []
+    for _ in range(int(rng.poisson(area_km2 / 30.0))):
+        centre = river.interpolate(rng.uniform(0.1, 0.9), normalized=True)
+        offset = rng.uniform(80.0, 250.0) * rng.choice([-1.0, 1.0], size=2)
+        angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+        radius = rng.uniform(30.0, 90.0) * (1 + 0.25 * np.sin(3 * angles + rng.uniform(0, 6)))
+        out.append(
+            Polygon(
+                np.column_stack(
+                    [
+                        centre.x + offset[0] + radius * np.cos(angles),
+                        centre.y + offset[1] + radius * np.sin(angles),
+                    ]
+                )
+            )
+        )
+    return out
 
 
 def _voronoi_cells(points: np.ndarray, clip: Polygon) -> list[Polygon]:
@@ -111,7 +159,7 @@ def _strips(block: Polygon, k: int, rng: np.random.Generator) -> list[Polygon]:
     cproj = xy[:, 0] * vx + xy[:, 1] * vy
     c0, c1 = cproj.min() - 1.0, cproj.max() + 1.0
     out = []
-    for a, b in zip(edges[:-1], edges[1:], strict=True):
+    for a, b in itertools.pairwise(edges):
         corners = [
             (a * ux + c0 * vx, a * uy + c0 * vy),
             (b * ux + c0 * vx, b * uy + c0 * vy),
@@ -131,7 +179,14 @@ def _split_in_two(poly: Polygon) -> list[Polygon]:
     line_a = (c.x - ux * big, c.y - uy * big)
     line_b = (c.x + ux * big, c.y + uy * big)
     nx, ny = -uy, ux
-    side1 = Polygon([line_a, line_b, (line_b[0] + nx * big, line_b[1] + ny * big), (line_a[0] + nx * big, line_a[1] + ny * big)])
+    side1 = Polygon(
+        [
+            line_a,
+            line_b,
+            (line_b[0] + nx * big, line_b[1] + ny * big),
+            (line_a[0] + nx * big, line_a[1] + ny * big),
+        ]
+    )
     halves = [poly.intersection(side1).buffer(-1.0), poly.difference(side1).buffer(-1.0)]
     return [h for h in (_largest_polygon(x) for x in halves) if h is not None]
 
@@ -141,7 +196,9 @@ def _carve_tiny(poly: Polygon, rng: np.random.Generator) -> tuple[Polygon, Polyg
     coords = np.asarray(poly.exterior.coords)[:-1]
     corner = coords[rng.integers(len(coords))]
     side = float(np.sqrt(rng.uniform(500.0, 2500.0)))
-    piece = _largest_polygon(poly.intersection(box(corner[0] - side, corner[1] - side, corner[0] + side, corner[1] + side)))
+    piece = _largest_polygon(
+        poly.intersection(box(corner[0] - side, corner[1] - side, corner[0] + side, corner[1] + side))
+    )
     if piece is None or not (400.0 <= piece.area <= 2600.0):
         return None
     rest = _largest_polygon(poly.difference(piece.buffer(2.0)))
@@ -184,9 +241,18 @@ def make_layout(
         [rng.uniform(bounds[0], bounds[2], n_blocks), rng.uniform(bounds[1], bounds[3], n_blocks)]
     )
     blocks = _voronoi_cells(seeds, area)
+    # A river (with its wooded banks) and a few ponds cut through the blocks.
+    river = _river(rng, bounds)
+    water = shapely.union_all(
+        [river.buffer(rng.uniform(10.0, 15.0), cap_style="flat"), *_ponds(rng, bounds, river)]
+    )
+    corridor = water.buffer(rng.uniform(12.0, 20.0))
     # Hedges and roads between blocks: each block shrinks by 3-7 m.
     shrink = rng.uniform(3.0, 7.0, n_blocks)
-    blocks = [_largest_polygon(shapely.buffer(b, -s, join_style="mitre")) for b, s in zip(blocks, shrink, strict=True)]
+    blocks = [
+        _largest_polygon(shapely.buffer(shapely.difference(b, corridor), -s, join_style="mitre"))
+        for b, s in zip(blocks, shrink, strict=True)
+    ]
 
     cover = np.where(rng.random(n_blocks) < 0.05, "wood", "farm").astype(object)
     cover[rng.random(n_blocks) < 0.015] = "hamlet"
@@ -199,7 +265,10 @@ def make_layout(
 
     parcels: list[Polygon] = []
     farm_of: list[int] = []
-    other: list[tuple[str, Polygon]] = []
+    other: list[tuple[str, Polygon]] = [
+        ("riparian", shapely.intersection(corridor.difference(water), area)),
+        ("water", shapely.intersection(water, area)),
+    ]
     lam = max(PARCELS_PER_BLOCK - 1.0, 0.5)
     for i, block in enumerate(blocks):
         if block is None or block.area < 3000.0:
@@ -218,7 +287,7 @@ def make_layout(
             pieces = _strips(block, k, rng)
         else:
             minx, miny, maxx, maxy = block.bounds
-            pts = []
+            pts: list[list[float]] = []
             while len(pts) < k:
                 cand = rng.uniform((minx, miny), (maxx, maxy), size=(4 * k, 2))
                 inside = shapely.contains_xy(block, cand[:, 0], cand[:, 1])
@@ -268,14 +337,19 @@ def make_layout(
             len(kept),
             n_parcels,
         )
+    # Valley parcels (near the river) are where the meadows are.
+    valley = shapely.distance(river, shapely.centroid(np.asarray(kept, dtype=object))) < VALLEY_M
     gdf = gpd.GeoDataFrame(
-        {"label": np.arange(1, len(kept) + 1, dtype=np.int32), "farm": farms, "tiny": tiny},
+        {
+            "label": np.arange(1, len(kept) + 1, dtype=np.int32),
+            "farm": farms,
+            "tiny": tiny,
+            "valley": valley,
+        },
         geometry=kept,
         crs=crs,
     )
-    other_gdf = gpd.GeoDataFrame(
-        {"cover": [c for c, _ in other]}, geometry=[g for _, g in other], crs=crs
-    )
+    other_gdf = gpd.GeoDataFrame({"cover": [c for c, _ in other]}, geometry=[g for _, g in other], crs=crs)
     pacage_numbers = rng.choice(np.arange(1, 999_999), size=n_farms, replace=False)
     farms_gdf = gpd.GeoDataFrame(
         {

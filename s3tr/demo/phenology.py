@@ -1,6 +1,6 @@
 """Crop phenology and surface spectra: what each parcel looks like on each day.
 
-The physics is a **linear spectral mixture** of six endmembers, the textbook model for optical
+The physics is a **linear spectral mixture** of seven endmembers, the textbook model for optical
 crop monitoring at field scale:
 
 ``reflectance(band) = Σ_k cover_k × spectrum_k(band)``
@@ -8,8 +8,9 @@ crop monitoring at field scale:
 with covers ``green`` (photosynthetic vegetation), ``dry`` (straw, stubble, senescent leaves, hay),
 ``flower`` (yellow rapeseed/sunflower petals: they raise green and red and pull NDVI down during
 flowering, as seen in real series), ``tree`` (hedges and woods, with a leaf-on/leaf-off spectrum),
-``impervious`` (roads, roofs) and ``soil`` (the remainder, with a per-parcel brightness and a
-per-date moisture darkening that is stronger in the SWIR, like wet soil).
+``impervious`` (roads, roofs), ``water`` (river, ponds) and ``soil`` (the remainder, with a
+per-parcel brightness and a per-date moisture darkening that is stronger in the SWIR, like wet
+soil).
 
 Each crop follows a piecewise-linear calendar of green and dry cover through the year
 (green-up, peak, senescence, harvest, stubble, tillage, catch crop), shifted and scaled per parcel.
@@ -19,7 +20,8 @@ gives the sharp NDVI drops of ≈0.15–0.4 seen on real meadows; **grazing** lo
 by 20–35 % while the herd is there; **ploughing** turns a field to bare soil in a day.
 
 Endmember values are typical Sentinel-2 L2A surface reflectances: dense green canopy B04 ≈ 0.03,
-B8A ≈ 0.44 (NDVI ≈ 0.88); bare soil B04 ≈ 0.17, B8A ≈ 0.235, B11 ≈ 0.30 (NDVI ≈ 0.16); stubble in between with a high SWIR.
+B8A ≈ 0.44 (NDVI ≈ 0.88); bare soil B04 ≈ 0.17, B8A ≈ 0.235, B11 ≈ 0.30 (NDVI ≈ 0.16); stubble
+in between with a high SWIR.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ __all__ = [
 ]
 
 BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
-COMPONENTS = ("green", "dry", "flower", "tree", "impervious", "soil")
+COMPONENTS = ("green", "dry", "flower", "tree", "impervious", "water", "soil")
 # Day-of-year axis of the daily curves: index = day of year (index 0 unused, 366 for leap years).
 DAYS = np.arange(367)
 
@@ -53,6 +55,7 @@ SPECTRA: dict[str, np.ndarray] = {
     "tree_leaf_on": np.array([0.025, 0.050, 0.025, 0.080, 0.270, 0.340, 0.380, 0.400, 0.180, 0.080]),
     "tree_leaf_off": np.array([0.060, 0.080, 0.090, 0.110, 0.140, 0.160, 0.180, 0.190, 0.250, 0.200]),
     "impervious": np.array([0.110, 0.130, 0.150, 0.170, 0.190, 0.200, 0.210, 0.220, 0.240, 0.220]),
+    "water": np.array([0.050, 0.060, 0.040, 0.035, 0.020, 0.018, 0.015, 0.012, 0.006, 0.004]),
     "soil": np.array([0.100, 0.130, 0.170, 0.200, 0.215, 0.225, 0.230, 0.235, 0.300, 0.260]),
 }
 # How much more the SWIR darkens than the visible when soil is wet (water absorbs at 1.6/2.2 µm).
@@ -65,7 +68,7 @@ def _leaf_on(doy: float) -> float:
 
 
 def endmember_matrix(doy: float, soil_moisture: float) -> np.ndarray:
-    """Spectra of the six covers on day ``doy``, shape ``(len(COMPONENTS), len(BANDS))``, float32.
+    """Spectra of the covers on day ``doy``, shape ``(len(COMPONENTS), len(BANDS))``, float32.
 
     ``soil_moisture`` is a darkening factor in (0, 1]: 1 dry soil, 0.75 soil just after rain.
     The soil row is the reference soil; per-parcel soil brightness is carried by the soil cover.
@@ -73,7 +76,15 @@ def endmember_matrix(doy: float, soil_moisture: float) -> np.ndarray:
     leaf = _leaf_on(doy)
     tree = leaf * SPECTRA["tree_leaf_on"] + (1 - leaf) * SPECTRA["tree_leaf_off"]
     soil = SPECTRA["soil"] * soil_moisture**_SOIL_WET_EXPONENT
-    rows = [SPECTRA["green"], SPECTRA["dry"], SPECTRA["flower"], tree, SPECTRA["impervious"], soil]
+    rows = [
+        SPECTRA["green"],
+        SPECTRA["dry"],
+        SPECTRA["flower"],
+        tree,
+        SPECTRA["impervious"],
+        SPECTRA["water"],
+        soil,
+    ]
     return np.asarray(rows, dtype=np.float32)
 
 
@@ -86,17 +97,16 @@ def _interp(points: list[tuple[float, float]]) -> np.ndarray:
     return np.interp(DAYS, x, [p[1] for p in pts])
 
 
-def _after(t: int | None, points: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
-    return [] if t is None else points
-
-
 def _calendar(
     plan: ParcelPlan, kind: str, *, harvest: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unmanaged (no mowing/grazing) daily green, dry and flower covers of ``kind``."""
     v = plan.vigour
     s = plan.shift
-    H, T, S = plan.harvest if harvest else None, plan.tillage, plan.sow
+    H, T = plan.harvest if harvest else None, plan.tillage
+    if kind in ("sunflower", "maize", "spring_pea") and plan.sow is None:
+        raise ValueError(f"parcel label {plan.label}: a {kind} calendar needs a sowing day (plan.sow)")
+    S = plan.sow if plan.sow is not None else 0
     flower: list[tuple[float, float]] = [(0, 0.0), (366, 0.0)]
     # After the harvest and the stubble tillage, a catch crop or weeds come back before winter.
     regrow = (0.5, 0.05) if plan.catch_crop else (0.14, 0.05)
@@ -129,7 +139,13 @@ def _calendar(
         kp = [(0, 0.05, 0.10), (S, 0.02, 0.05), (S + 20, 0.05, 0.03), (S + 50, 0.55 * v, 0.02)]
         kp += [(S + 70, v, 0.02), (S + 90, 0.75, 0.10), (S + 100, 0.35, 0.55)]
     elif kind == "lucerne":
-        kp = [(0, 0.35, 0.15), (60, 0.45, 0.10), (110 + s, 0.85 * v, 0.04), (300, 0.75, 0.08), (366, 0.5, 0.1)]
+        kp = [
+            (0, 0.35, 0.15),
+            (60, 0.45, 0.10),
+            (110 + s, 0.85 * v, 0.04),
+            (300, 0.75, 0.08),
+            (366, 0.5, 0.1),
+        ]
     elif kind == "grassland":
         kp = [(0, 0.55, 0.12), (60, 0.60, 0.10), (95 + s, 0.78 * v, 0.06), (130 + s, 0.92 * v, 0.05)]
         kp += [(165 + s, 0.85 * v, 0.10), (195, 0.62, 0.28), (230, 0.52, 0.36), (265, 0.66, 0.20)]
@@ -190,7 +206,7 @@ def daily_cover(plan: ParcelPlan) -> np.ndarray:
     """Daily covers of one parcel, shape ``(len(DAYS), 3)`` (green, dry, flower), float64 in [0, 1].
 
     The curve is that of the parcel's *true* land use with its management events applied; the
-    remaining covers (tree, impervious, soil) are set by the renderer.
+    remaining covers (tree, impervious, water, soil) are set by the renderer.
     """
     green, dry, flower = _calendar(plan, plan.true_kind, harvest=plan.plough is None)
     for day, depth, recovery in plan.mowings:
@@ -200,12 +216,14 @@ def daily_cover(plan: ParcelPlan) -> np.ndarray:
     if plan.plough is not None:
         # Grassland ploughed: bare soil from that day, then what is sown after it.
         p = plan.plough
-        after = DAYS >= p
+        after = p <= DAYS
         if plan.after_plough == "maize":
             g2, d2, f2 = _calendar(plan, "maize")
         else:
             s2 = plan.sow if plan.sow is not None else p + 20
-            g2 = _interp([(0, 0.02), (p, 0.02), (s2 + 10, 0.03), (s2 + 45, 0.45), (s2 + 80, 0.75), (366, 0.7)])
+            g2 = _interp(
+                [(0, 0.02), (p, 0.02), (s2 + 10, 0.03), (s2 + 45, 0.45), (s2 + 80, 0.75), (366, 0.7)]
+            )
             d2 = _interp([(0, 0.06), (p, 0.06), (s2 + 45, 0.04), (366, 0.06)])
             f2 = np.zeros_like(g2)
         green[after], dry[after], flower[after] = g2[after], d2[after], f2[after]

@@ -73,7 +73,7 @@ def mean2x2(a: np.ndarray) -> np.ndarray:
 def label_raster(shapes: list[tuple[object, int]], grid20: Grid) -> np.ndarray:
     """Rasterize ``(geometry, label)`` pairs at 5 m over ``grid20``; int32 ``(4h, 4w)``, 0 = none."""
     h, w = grid20.shape
-    t5 = grid20.transform * Affine.scale(0.25)
+    t5 = grid20.transform @ Affine.scale(0.25)
     return rasterize(shapes, out_shape=(4 * h, 4 * w), transform=t5, fill=0, dtype="int32")
 
 

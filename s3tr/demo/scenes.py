@@ -8,13 +8,13 @@ thresholded to the date's cloud cover; their opacity ``alpha`` rises from 0 at t
 the core, and the top-of-cloud spectrum (bright and flat, lower in the SWIR) is blended in:
 ``R = (1 - alpha) R_surface + alpha R_cloud``. **Shadows** are the same field displaced away from
 the sun (a cloud 1–2.5 km high under a sun ~55° high casts its shadow 0.7–1.8 km to the
-north-north-west) and darken the surface to ~35 % of its reflectance (the diffuse sky light
+north-north-west) and darken the surface to ~30 % of its reflectance (the diffuse sky light
 remains). **Cirrus** is a broad, faint additive veil, stronger in the blue.
 
 **SCL** is derived the way Sen2Cor's output behaves: opaque cores are class 9, thinner cloud 8,
-cirrus 10, shadows 3, the rest 4 (vegetation) or 5 (not vegetated) from the surface NDVI. Cloud
-edges with opacity below the detection threshold stay labelled as surface (4/5) — the SCL misses
-that every real pipeline has to dilate away — and a few of them come out 7 (unclassified).
+cirrus 10, shadows 3, water 6, the rest 4 (vegetation) or 5 (not vegetated) from the surface NDVI.
+Cloud edges with opacity below the detection threshold stay labelled as surface (4/5) — the SCL
+misses that every real pipeline has to dilate away — and a few of them come out 7 (unclassified).
 """
 
 from __future__ import annotations
@@ -25,15 +25,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-
 __all__ = ["Acquisition", "Atmosphere", "make_atmosphere", "scene_classification", "schedule", "to_dn"]
 
 CLOUD = np.array([0.42, 0.41, 0.40, 0.41, 0.42, 0.43, 0.43, 0.44, 0.34, 0.24], dtype=np.float32)
 CIRRUS = np.array([0.045, 0.040, 0.035, 0.035, 0.035, 0.035, 0.035, 0.035, 0.030, 0.020], dtype=np.float32)
-SHADOW_TRANSMISSION = 0.35
+SHADOW_TRANSMISSION = 0.3
 # Opacity thresholds of the scene classification: below DETECT a cloud edge is missed.
 DETECT, HIGH_PROB = 0.3, 0.65
-SHADOW_DETECT = 0.5
+SHADOW_DETECT = 0.6
 CIRRUS_DETECT = 0.5
 
 
@@ -126,7 +125,9 @@ def schedule(
         else:
             cover = float(rng.uniform(0.0, 0.03))
         # Soil moisture follows the weather: cloudy spells are rainy, clear spells dry the soil.
-        moisture = float(np.clip(0.7 * moisture + 0.3 * (0.78 if cover > 0.5 else 0.98) + rng.normal(0, 0.02), 0.75, 1.0))
+        moisture = float(
+            np.clip(0.7 * moisture + 0.3 * (0.78 if cover > 0.5 else 0.98) + rng.normal(0, 0.02), 0.75, 1.0)
+        )
         elev, azim = sun_position(t, lon, lat)
         acqs.append(
             Acquisition(
@@ -160,7 +161,9 @@ class Atmosphere:
         The fields vary over hundreds of metres, so repeating loses nothing visible, and the 10 m
         fields average back exactly to the 20 m ones.
         """
-        return Atmosphere(*(np.repeat(np.repeat(a, 2, axis=0), 2, axis=1) for a in (self.alpha, self.shadow, self.cirrus)))
+        return Atmosphere(
+            *(np.repeat(np.repeat(a, 2, axis=0), 2, axis=1) for a in (self.alpha, self.shadow, self.cirrus))
+        )
 
 
 def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigmas: tuple[float, ...]) -> np.ndarray:
@@ -173,7 +176,10 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigmas: tupl
 
 
 def _interp_matrix(n_fine: int, offset: int, step: int, n_coarse: int) -> np.ndarray:
-    """Bilinear weights ``(n_fine, n_coarse)`` of fine pixels ``offset..offset+n_fine`` on a grid ``step`` x coarser."""
+    """Bilinear weights ``(n_fine, n_coarse)`` of fine pixels ``offset..offset+n_fine``.
+
+    The coarse grid has pixels ``step`` times larger and the same origin.
+    """
     pos = (offset + np.arange(n_fine) + 0.5) / step - 0.5
     i0 = np.clip(np.floor(pos).astype(int), 0, n_coarse - 2)
     frac = np.clip(pos - i0, 0.0, 1.0).astype(np.float32)
@@ -253,10 +259,11 @@ def apply_atmosphere(refl: np.ndarray, atm: Atmosphere, band_index: list[int], g
 
 
 def scene_classification(
-    ndvi_surface: np.ndarray, atm20: Atmosphere, rng: np.random.Generator
+    ndvi_surface: np.ndarray, water: np.ndarray, atm20: Atmosphere, rng: np.random.Generator
 ) -> np.ndarray:
-    """SCL (uint8 ``(h, w)``) at 20 m from the surface NDVI and the 20 m atmosphere."""
+    """SCL (uint8 ``(h, w)``) at 20 m from the surface NDVI, the water fraction and the atmosphere."""
     scl = np.where(ndvi_surface > 0.4, 4, 5).astype(np.uint8)
+    scl[water > 0.75] = 6  # mixed river-bank pixels read as land, as in Sen2Cor
     missed = (atm20.alpha > 0.12) & (atm20.alpha < DETECT)
     scl[missed & (rng.random(scl.shape) < 0.25)] = 7
     scl[(atm20.shadow > SHADOW_DETECT) & (atm20.alpha < DETECT)] = 3

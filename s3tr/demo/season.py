@@ -27,6 +27,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from affine import Affine
 from pyproj import Transformer
 from scipy import ndimage
@@ -83,7 +84,9 @@ class DemoPaths:
     def under(cls, root: Path) -> DemoPaths:
         """The paths of a season in ``root``."""
         root = Path(root)
-        return cls(root, root / "parcels.gpkg", root / "stac" / "catalog.json", root / "truth", root / "demo.json")
+        return cls(
+            root, root / "parcels.gpkg", root / "stac" / "catalog.json", root / "truth", root / "demo.json"
+        )
 
 
 def is_complete(root: Path) -> bool:
@@ -111,28 +114,35 @@ def _other_plan(cover: str, rng: np.random.Generator) -> ParcelPlan:
         p.tree_frac = 0.95
     elif cover == "hamlet":
         p.tree_frac, p.impervious_frac = 0.2, 0.55
+    elif cover == "water":
+        p.water_frac = 1.0
+    elif cover == "riparian":  # wooded river banks
+        p.tree_frac = 0.75
     else:  # verge: road, track and hedge between blocks
         p.tree_frac, p.impervious_frac = 0.35, 0.3
     return p
 
 
 def _label_tables(plans: list[ParcelPlan]) -> tuple[np.ndarray, np.ndarray]:
-    """Daily covers ``(labels, days, 3)`` float32 and static covers ``(labels, 3)`` (tree, impervious, soil brightness)."""
+    """Daily covers ``(labels, days, 3)`` and static ``(labels, 4)``.
+
+    The static columns are tree, impervious and water fractions and the soil brightness.
+    """
     daily = np.empty((len(plans), 367, 3), dtype=np.float32)
-    static = np.empty((len(plans), 3), dtype=np.float32)
+    static = np.empty((len(plans), 4), dtype=np.float32)
     for i, p in enumerate(plans):
-        veg = 1.0 - p.tree_frac - p.impervious_frac
+        veg = 1.0 - p.tree_frac - p.impervious_frac - p.water_frac
         daily[i] = daily_cover(p) * veg
-        static[i] = (p.tree_frac, p.impervious_frac, p.soil_bright)
+        static[i] = (p.tree_frac, p.impervious_frac, p.water_frac, p.soil_bright)
     return daily, static
 
 
 def _covers_on(daily: np.ndarray, static: np.ndarray, doy: int) -> np.ndarray:
-    """Per-label cover matrix ``(labels, len(COMPONENTS))`` on day ``doy``; the soil column carries brightness."""
+    """Per-label covers ``(labels, len(COMPONENTS))`` on day ``doy``; the soil column carries brightness."""
     c = np.empty((daily.shape[0], len(COMPONENTS)), dtype=np.float32)
     c[:, :3] = daily[:, doy]
-    c[:, 3:5] = static[:, :2]
-    c[:, 5] = np.clip(1.0 - c[:, :5].sum(axis=1), 0.0, 1.0) * static[:, 2]
+    c[:, 3:6] = static[:, :3]
+    c[:, 6] = np.clip(1.0 - c[:, :6].sum(axis=1), 0.0, 1.0) * static[:, 3]
     return c
 
 
@@ -147,8 +157,8 @@ class _Scene:
     seed: int
     grid10: Grid
     grid20: Grid
-    a10: object
-    a20: object
+    a10: sp.csr_matrix  # 10 m pixels x labels, area weights of the 5 m sub-pixels
+    a20: sp.csr_matrix  # 20 m pixels x labels
     daily: np.ndarray
     static: np.ndarray
     vigour10: np.ndarray
@@ -166,11 +176,16 @@ def _smooth(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> n
 
 
 def _reflectance(
-    a: object, covers: np.ndarray, spectra: np.ndarray, vigour: np.ndarray, bright: np.ndarray, shape: tuple[int, int]
+    a: sp.csr_matrix,
+    covers: np.ndarray,
+    spectra: np.ndarray,
+    vigour: np.ndarray,
+    bright: np.ndarray,
+    shape: tuple[int, int],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Surface reflectance ``(band, h, w)`` float32 and the mixed covers ``(pixels, components)``."""
+    """Surface reflectance ``(band, h, w)`` float32 and the mixed covers ``(components, pixels)``."""
     # (components, pixels) layout: the products below then run on contiguous rows (5x faster).
-    mixed = np.ascontiguousarray(np.asarray(a @ covers, dtype=np.float32).T)  # type: ignore[operator]
+    mixed = np.ascontiguousarray(np.asarray(a @ covers, dtype=np.float32).T)
     # Within-field vigour: patches of the crop grow a little better or worse than the parcel.
     mixed[0] *= vigour
     refl = spectra.T @ mixed
@@ -189,7 +204,9 @@ def _render(scene: _Scene, acq: scenes.Acquisition, item_dir: Path) -> np.ndarra
     h10, w10 = scene.grid10.shape
     h20, w20 = scene.grid20.shape
     r10, _ = _reflectance(scene.a10, covers, spectra[:, i10], scene.vigour10, scene.bright10, (h10, w10))
-    r20, mixed20 = _reflectance(scene.a20, covers, spectra[:, i20], scene.vigour20, scene.bright20, (h20, w20))
+    r20, mixed20 = _reflectance(
+        scene.a20, covers, spectra[:, i20], scene.vigour20, scene.bright20, (h20, w20)
+    )
 
     # Sensor noise: slices of a fixed noise bank at random offsets (cheap, and different per band).
     for refl, bank, sigma in ((r10, scene.noise10, 0.003), (r20, scene.noise20, 0.002)):
@@ -207,13 +224,18 @@ def _render(scene: _Scene, acq: scenes.Acquisition, item_dir: Path) -> np.ndarra
     gain = float(rng.normal(1.0, 0.012))  # residual of the atmospheric correction, per date
     scenes.apply_atmosphere(r10, atm10, i10, gain)
     scenes.apply_atmosphere(r20, atm20, i20, gain)
-    scl = scenes.scene_classification(ndvi, atm20, rng)
+    water = mixed20[COMPONENTS.index("water")].reshape(h20, w20)
+    scl = scenes.scene_classification(ndvi, water, atm20, rng)
 
     item_dir.mkdir(parents=True, exist_ok=True)
     for k, band in enumerate(BANDS_10M):
-        raster.write_cog(item_dir / f"{band}.tif", scenes.to_dn(r10[k]), scene.grid10, overviews=scene.overviews)
+        raster.write_cog(
+            item_dir / f"{band}.tif", scenes.to_dn(r10[k]), scene.grid10, overviews=scene.overviews
+        )
     for k, band in enumerate(BANDS_20M):
-        raster.write_cog(item_dir / f"{band}.tif", scenes.to_dn(r20[k]), scene.grid20, overviews=scene.overviews)
+        raster.write_cog(
+            item_dir / f"{band}.tif", scenes.to_dn(r20[k]), scene.grid20, overviews=scene.overviews
+        )
     raster.write_cog(item_dir / "SCL.tif", scl, scene.grid20, overviews=scene.overviews)
     return np.bincount(scl.ravel(), minlength=12)[:12]
 
@@ -222,7 +244,9 @@ def _render(scene: _Scene, acq: scenes.Acquisition, item_dir: Path) -> np.ndarra
 # Writing the vector and tabular outputs.
 
 
-def _write_parcels(layout: Layout, plans: list[ParcelPlan], ids: list[str], farms: gpd.GeoDataFrame, path: Path) -> gpd.GeoDataFrame:
+def _write_parcels(
+    layout: Layout, plans: list[ParcelPlan], ids: list[str], farms: gpd.GeoDataFrame, path: Path
+) -> gpd.GeoDataFrame:
     gdf = layout.parcels.to_crs("EPSG:2154")
     # Round vertices to the centimetre, as the RPG does; keeps files small and stable.
     gdf["geometry"] = gdf.geometry.set_precision(0.01)
@@ -238,9 +262,18 @@ def _write_parcels(layout: Layout, plans: list[ParcelPlan], ids: list[str], farm
         geometry=gdf.geometry.to_numpy(),
         crs="EPSG:2154",
     )
-    # GeoPackages record a "last change" timestamp; pin it so that a seed gives identical bytes.
-    os.environ.setdefault("OGR_CURRENT_DATE", "2025-11-01T00:00:00.000Z")
-    out.to_file(path, layer="parcels", driver="GPKG", engine="pyogrio")
+    # GeoPackages record a "last change" timestamp; pin it (GDAL reads the variable at write time)
+    # so that a seed gives identical bytes, and put the caller's environment back afterwards.
+    previous = os.environ.get("OGR_CURRENT_DATE")
+    os.environ["OGR_CURRENT_DATE"] = "2025-11-01T00:00:00.000Z"
+    try:
+        path.unlink(missing_ok=True)
+        out.to_file(path, layer="parcels", driver="GPKG", engine="pyogrio")
+    finally:
+        if previous is None:
+            os.environ.pop("OGR_CURRENT_DATE", None)
+        else:
+            os.environ["OGR_CURRENT_DATE"] = previous
     return out
 
 
@@ -296,7 +329,9 @@ def generate_season(
         paths.manifest.unlink(missing_ok=True)
         paths.truth_dir.mkdir(exist_ok=True)
     except OSError as exc:
-        raise WorkdirError(f"cannot write the demo season into {paths.root}: {exc}; choose a writable --workdir") from exc
+        raise WorkdirError(
+            f"cannot write the demo season into {paths.root}: {exc}; choose a writable --workdir"
+        ) from exc
 
     year = start.year
     rng = np.random.default_rng(seed)
@@ -326,6 +361,7 @@ def generate_season(
         livestock=layout.farms["livestock"].to_numpy(),
         tiny=layout.parcels["tiny"].to_numpy(),
         year=year,
+        valley=layout.parcels["valley"].to_numpy(),
     )
     parcels_out = _write_parcels(layout, plans, ids, layout.farms, paths.parcels)
 
@@ -335,7 +371,9 @@ def generate_season(
     all_plans = [_other_plan("verge", rng), *plans, *others]
     daily, static = _label_tables(all_plans)
     grid20 = raster.tile_window(bounds)
-    grid10 = Grid(grid20.crs, grid20.transform * Affine.scale(0.5), (2 * grid20.shape[0], 2 * grid20.shape[1]))
+    grid10 = Grid(
+        grid20.crs, grid20.transform @ Affine.scale(0.5), (2 * grid20.shape[0], 2 * grid20.shape[1])
+    )
     shapes = [(g, n + 1 + i) for i, g in enumerate(layout.other.geometry)]
     shapes += [(g, int(lab)) for g, lab in zip(layout.parcels.geometry, labels, strict=True)]
     labels5 = raster.label_raster(shapes, grid20)
@@ -372,7 +410,10 @@ def generate_season(
     counts: list[np.ndarray] = []
     # One BLAS thread per worker: the products are small, and OpenBLAS threads spinning against our
     # own workers (and other processes) made them 6x slower on a 2-core machine.
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with (
+        threadpool_limits(limits=1, user_api="blas"),
+        ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
+    ):
         futures = [pool.submit(_render, scene, a, d) for a, d in zip(acqs, item_dirs, strict=True)]
         for f in futures:
             counts.append(f.result())
@@ -389,7 +430,9 @@ def generate_season(
     first, last = start.timetuple().tm_yday, end.timetuple().tm_yday
     truth = farming.truth_parcels(plans, ids, year)
     truth.to_csv(paths.truth_dir / "parcels.csv", index=False)
-    farming.truth_events(plans, ids, year, first=first, last=last).to_csv(paths.truth_dir / "events.csv", index=False)
+    farming.truth_events(plans, ids, year, first=first, last=last).to_csv(
+        paths.truth_dir / "events.csv", index=False
+    )
     farming.expected_controls(plans, ids, year).to_csv(paths.truth_dir / "expected_controls.csv", index=False)
     report("catalog", 1, 1)
 
@@ -403,16 +446,31 @@ def generate_season(
         "version": GENERATOR_VERSION,
         "seed": seed,
         "campaign": year,
+        "params": {
+            "n_parcels": n_parcels,
+            "area_size_m": area_size_m,
+            "centre_utm": list(centre),
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+        },
         "counts": {
             "parcels": n,
             "farms": int(parcels_out["pacage"].nunique()),
             "acquisitions": len(acqs),
             "non_compliant": int((truth["compliant"] == 0).sum()),
-            "scenarios": {k: int(v) for k, v in pd.Series([p.scenario for p in plans]).value_counts().sort_index().items()},
+            "scenarios": {
+                k: int(v)
+                for k, v in pd.Series([p.scenario for p in plans]).value_counts().sort_index().items()
+            },
         },
         "tile": raster.TILE,
         "imagery_crs": crs,
-        "window_20m": {"row_off": row_off, "col_off": col_off, "height": grid20.shape[0], "width": grid20.shape[1]},
+        "window_20m": {
+            "row_off": row_off,
+            "col_off": col_off,
+            "height": grid20.shape[0],
+            "width": grid20.shape[1],
+        },
         "area_bbox_utm": list(bounds),
         "area_bbox_wgs84": [round(lon0, 6), round(lat0, 6), round(lon1, 6), round(lat1, 6)],
         "start": start.isoformat(),

@@ -78,8 +78,12 @@ def footprint(grid: Grid) -> tuple[dict, list[float]]:
     """GeoJSON polygon and bbox (EPSG:4326, lon/lat) of ``grid``'s outer edges, densified."""
     minx, miny, maxx, maxy = grid.bounds
     n = 8
-    xs = np.concatenate([np.linspace(minx, maxx, n), np.full(n, maxx), np.linspace(maxx, minx, n), np.full(n, minx)])
-    ys = np.concatenate([np.full(n, maxy), np.linspace(maxy, miny, n), np.full(n, miny), np.linspace(miny, maxy, n)])
+    xs = np.concatenate(
+        [np.linspace(minx, maxx, n), np.full(n, maxx), np.linspace(maxx, minx, n), np.full(n, minx)]
+    )
+    ys = np.concatenate(
+        [np.full(n, maxy), np.linspace(maxy, miny, n), np.full(n, miny), np.linspace(miny, maxy, n)]
+    )
     lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
     ring = [[round(float(a), 9), round(float(b), 9)] for a, b in zip(lon, lat, strict=True)]
     # Drop the repeated corners, then close the ring (counter-clockwise as GeoJSON asks).
@@ -87,11 +91,18 @@ def footprint(grid: Grid) -> tuple[dict, list[float]]:
     clean.reverse()
     if clean[0] != clean[-1]:
         clean.append(clean[0])
-    bbox = [round(float(min(lon)), 6), round(float(min(lat)), 6), round(float(max(lon)), 6), round(float(max(lat)), 6)]
+    bbox = [
+        round(float(min(lon)), 6),
+        round(float(min(lat)), 6),
+        round(float(max(lon)), 6),
+        round(float(max(lat)), 6),
+    ]
     return {"type": "Polygon", "coordinates": [clean]}, bbox
 
 
-def build_item(acq: Acquisition, *, grid10: Grid, grid20: Grid, scl_counts: np.ndarray, item_dir: Path) -> pystac.Item:
+def build_item(
+    acq: Acquisition, *, grid10: Grid, grid20: Grid, scl_counts: np.ndarray, item_dir: Path
+) -> pystac.Item:
     """The STAC item of one acquisition; assets point to ``<band>.tif`` beside the item JSON.
 
     ``scl_counts`` is the histogram of SCL classes 0..11 in the window (for the percentages).
@@ -101,7 +112,9 @@ def build_item(acq: Acquisition, *, grid10: Grid, grid20: Grid, scl_counts: np.n
     total = max(int(scl_counts.sum()), 1)
     pct = {k: round(100.0 * float(scl_counts[list(v)].sum()) / total, 6) for k, v in SCL_PERCENTAGES.items()}
     cloud_cover = round(
-        pct["s2:medium_proba_clouds_percentage"] + pct["s2:high_proba_clouds_percentage"] + pct["s2:thin_cirrus_percentage"],
+        pct["s2:medium_proba_clouds_percentage"]
+        + pct["s2:high_proba_clouds_percentage"]
+        + pct["s2:thin_cirrus_percentage"],
         5,
     )
     created = acq.datetime + dt.timedelta(hours=3, minutes=7)
@@ -124,8 +137,16 @@ def build_item(acq: Acquisition, *, grid10: Grid, grid20: Grid, scl_counts: np.n
         "mgrs:latitude_band": TILE[2],
         "mgrs:grid_square": TILE[3:],
         "grid:code": f"MGRS-{TILE}",
+        # Viewing geometry of the two relative orbits over the west of the tile.
+        "view:azimuth": 286.2 if acq.relative_orbit == 94 else 103.9,
+        "view:incidence_angle": 9.1 if acq.relative_orbit == 94 else 4.3,
         "view:sun_azimuth": acq.sun_azimuth,
         "view:sun_elevation": acq.sun_elevation,
+        "s2:tile_id": (
+            f"{acq.short_platform}_OPER_MSI_L2A_TL_2{acq.short_platform[-1]}PS_{generation:%Y%m%dT%H%M%S}"
+            f"_A{40000 + acq.index:06d}_T{TILE}_N{PROCESSING_BASELINE}"
+        ),
+        "s2:degraded_msi_data_percentage": 0,
         **pct,
         "s2:product_type": "S2MSI2A",
         "s2:processing_baseline": PROCESSING_BASELINE,
@@ -157,8 +178,16 @@ def build_item(acq: Acquisition, *, grid10: Grid, grid20: Grid, scl_counts: np.n
         t = grid.transform
         extra: dict = {"gsd": res}
         if wl is not None:
-            extra["eo:bands"] = [{"name": band, "common_name": common, "center_wavelength": wl, "full_width_half_max": fwhm}]
-            raster = {"nodata": 0, "data_type": "uint16", "spatial_resolution": res, "scale": 0.0001, "offset": -0.1}
+            extra["eo:bands"] = [
+                {"name": band, "common_name": common, "center_wavelength": wl, "full_width_half_max": fwhm}
+            ]
+            raster = {
+                "nodata": 0,
+                "data_type": "uint16",
+                "spatial_resolution": res,
+                "scale": 0.0001,
+                "offset": -0.1,
+            }
             roles = ["data", "reflectance"]
         else:
             raster = {"nodata": 0, "data_type": "uint8", "spatial_resolution": res}
@@ -168,23 +197,41 @@ def build_item(acq: Acquisition, *, grid10: Grid, grid20: Grid, scl_counts: np.n
         extra["raster:bands"] = [raster]
         item.add_asset(
             key,
-            pystac.Asset(href=str(item_dir / f"{band}.tif"), media_type=COG_TYPE, title=title, roles=roles, extra_fields=extra),
+            pystac.Asset(
+                href=str(item_dir / f"{band}.tif"),
+                media_type=COG_TYPE,
+                title=title,
+                roles=roles,
+                extra_fields=extra,
+            ),
         )
     return item
 
 
 def build_catalog(items: list[pystac.Item], root: Path) -> Path:
-    """Save ``items`` under ``root`` as catalog -> collection ``sentinel-2-l2a`` -> items; returns catalog.json."""
+    """Save ``items`` under ``root`` as catalog -> collection ``sentinel-2-l2a`` -> items.
+
+    Returns the path of ``catalog.json``.
+    """
     catalog = pystac.Catalog(
         id="s3tr-demo",
-        description="s3tr demo season: simulated Sentinel-2 L2A acquisitions over the Vienne (86), tile 31TBM.",
+        description="s3tr demo season: simulated Sentinel-2 L2A acquisitions over the Vienne (86), 31TBM.",
         title="s3tr demo season",
     )
     times = [i.datetime for i in items if i.datetime is not None]
     bboxes = np.array([i.bbox for i in items]) if items else np.zeros((1, 4))
     extent = pystac.Extent(
-        pystac.SpatialExtent([[float(bboxes[:, 0].min()), float(bboxes[:, 1].min()), float(bboxes[:, 2].max()), float(bboxes[:, 3].max())]]),
-        pystac.TemporalExtent([[min(times), max(times)]] if times else [[None, None]]),
+        pystac.SpatialExtent(
+            [
+                [
+                    float(bboxes[:, 0].min()),
+                    float(bboxes[:, 1].min()),
+                    float(bboxes[:, 2].max()),
+                    float(bboxes[:, 3].max()),
+                ]
+            ]
+        ),
+        pystac.TemporalExtent([[min(times) if times else None, max(times) if times else None]]),
     )
     collection = pystac.Collection(
         id=COLLECTION_ID,

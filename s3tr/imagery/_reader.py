@@ -25,6 +25,7 @@ from rasterio.windows import Window
 
 from s3tr.errors import ImageryReadError, TransientError
 from s3tr.grid import Grid
+from s3tr.imagery._kernels import reduce_mean_scaled
 from s3tr.imagery.base import (
     Acquisition,
     ScaleOffset,
@@ -89,12 +90,22 @@ def _integer_ratio(a: float, b: float) -> int | None:
     return k if k >= 1 and abs(q - k) < 1e-6 else None
 
 
-def read_onto_grid(ds: Any, bidx: int, target: Grid, *, nodata: float | None, categorical: bool) -> tuple:
+def read_onto_grid(
+    ds: Any,
+    bidx: int,
+    target: Grid,
+    *,
+    nodata: float | None,
+    categorical: bool,
+    scale: float = 1.0,
+    offset: float = 0.0,
+) -> np.ndarray:
     """Read band ``bidx`` of an open rasterio dataset onto ``target``.
 
-    Returns ``(values, invalid)`` on ``target``'s shape: for ``categorical=False`` ``values`` is the
-    float32 k x k mean of the stored values (NaN where invalid); for ``categorical=True`` it is the
-    block mode in the stored dtype (0 where invalid). ``invalid`` is a bool array.
+    Returns an array of ``target``'s shape: for ``categorical=False`` the float32 k x k mean of the
+    stored values times ``scale`` plus ``offset`` (NaN where any of the k x k pixels is nodata or
+    outside the raster); for ``categorical=True`` the block mode in the stored dtype (0 where
+    every pixel is nodata). Coarser rasters are repeated (nearest).
     Raises ``ValueError`` with a readable reason when the raster's grid cannot be aligned.
     """
     t = ds.transform
@@ -154,6 +165,26 @@ def read_onto_grid(ds: Any, bidx: int, target: Grid, *, nodata: float | None, ca
             bad |= out_of
         return bad
 
+    if not categorical:
+        # One fused pass (numba): nodata mask, k x k mean, scale and offset. Every float path goes
+        # through it so that a window and the full read give bit-identical values.
+        nd = 0.0 if nodata is None or math.isnan(nodata) else float(nodata)
+        has_nodata = nodata is not None and not math.isnan(nodata)
+        if has_nodata and arr.dtype.kind in "ui":
+            # A nodata value the integer type cannot hold can never occur (and must not wrap around).
+            info = np.iinfo(arr.dtype)
+            has_nodata = nd.is_integer() and info.min <= nd <= info.max
+        k = fine if fine is not None else 1
+        out = np.empty((arr.shape[0] // k, arr.shape[1] // k), dtype=np.float32)
+        reduce_mean_scaled(arr, k, nd, has_nodata, scale, offset, out)
+        if outside is not None:
+            gone = outside.reshape(out.shape[0], k, out.shape[1], k).any(axis=(1, 3))
+            out[gone] = np.nan
+        if fine is None:  # coarser raster: repeat its pixels
+            m = coarse
+            assert m is not None
+            out = out[np.ix_((dy + np.arange(H)) // m - row0, (dx + np.arange(W)) // m - col0)]
+        return out
     if fine is not None and fine > 1:
         k = fine
         views = [
@@ -161,29 +192,17 @@ def read_onto_grid(ds: Any, bidx: int, target: Grid, *, nodata: float | None, ca
             for i in range(k)
             for j in range(k)
         ]
-        if categorical:
-            blocks = np.stack([v for v, _ in views], axis=-1)
-            bblocks = np.stack([bad_of(v, o) for v, o in views], axis=-1)
-            # Nodata never wins the vote while a valid class is present.
-            invalid = bblocks.all(axis=-1)
-            blocks[bblocks] = 0
-            vals = block_mode(blocks)
-            vals[invalid] = 0
-            return vals.astype(dtype, copy=False), invalid
-        # Strided sums at the target resolution: exact in float32 for uint16 DN (k*k*65535 < 2**24).
-        acc = np.float64 if (arr.dtype.kind == "f" or k * k * 65536 > 2**24) else np.float32
-        total = views[0][0].astype(acc)
-        invalid = bad_of(*views[0])
-        for v, o in views[1:]:
-            total += v
-            invalid |= bad_of(v, o)
-        total *= 1.0 / (k * k)
-        out = total.astype(np.float32, copy=False)
-        out[invalid] = np.nan
-        return out, invalid
+        blocks = np.stack([v for v, _ in views], axis=-1)
+        bblocks = np.stack([bad_of(v, o) for v, o in views], axis=-1)
+        # Nodata never wins the vote while a valid class is present.
+        invalid = bblocks.all(axis=-1)
+        blocks[bblocks] = 0
+        vals = block_mode(blocks)
+        vals[invalid] = 0
+        return vals.astype(dtype, copy=False)
     if fine is not None:  # same resolution
         invalid = bad_of(arr, outside)
-        vals = arr
+        vals = arr  # a fresh array from ds.read (or the padded copy)
     else:
         m = coarse
         assert m is not None
@@ -191,13 +210,8 @@ def read_onto_grid(ds: Any, bidx: int, target: Grid, *, nodata: float | None, ca
         ci = (dx + np.arange(W)) // m - col0
         vals = arr[np.ix_(ri, ci)]
         invalid = bad_of(vals, None if outside is None else outside[np.ix_(ri, ci)])
-    if categorical:
-        out_c = vals.copy() if vals is arr else vals
-        out_c[invalid] = 0
-        return out_c.astype(dtype, copy=False), invalid
-    out = vals.astype(np.float32)
-    out[invalid] = np.nan
-    return out, invalid
+    vals[invalid] = 0
+    return vals.astype(dtype, copy=False)
 
 
 def filter_acquisitions(
@@ -302,7 +316,15 @@ class StacItemReader:
                     self._check_raster(ds, item, key, href, expected, target, bidx)
                     nodata = so.nodata if so.nodata is not None else ds.nodatavals[bidx - 1]
                     try:
-                        values, _ = read_onto_grid(ds, bidx, target, nodata=nodata, categorical=categorical)
+                        values = read_onto_grid(
+                            ds,
+                            bidx,
+                            target,
+                            nodata=nodata,
+                            categorical=categorical,
+                            scale=so.scale,
+                            offset=so.offset,
+                        )
                     except ValueError as exc:
                         raise imagery_read_error(
                             "raster cannot be aligned with the acquisition grid",
@@ -404,14 +426,6 @@ class StacItemReader:
             name="reflectance",
         )
 
-    @staticmethod
-    def _apply_scale(values: np.ndarray, so: ScaleOffset) -> np.ndarray:
-        if so.scale == 1.0 and so.offset == 0.0:
-            return values
-        out = values * np.float32(so.scale)
-        out += np.float32(so.offset)
-        return out
-
     def read(
         self, acquisition: Acquisition, bands: Sequence[str], *, grid: Grid | None = None
     ) -> xr.DataArray:
@@ -434,7 +448,7 @@ class StacItemReader:
             raise ValueError(f"duplicate bands in {list(bands)}")
         target = self._target(acquisition, grid)
         results = self._read_many(acquisition, names, target)
-        arrays = [self._apply_scale(v, so) for v, so in results]
+        arrays = [v for v, _ in results]
         return self._to_dataarray(acquisition, names, arrays, target)
 
     def read_scl(self, acquisition: Acquisition, *, grid: Grid | None = None) -> np.ndarray:
@@ -452,6 +466,6 @@ class StacItemReader:
             raise ValueError(f"bands must be distinct reflectance bands, got {list(bands)}")
         target = self._target(acquisition, grid)
         results = self._read_many(acquisition, [*names, "SCL"], target)
-        arrays = [self._apply_scale(v, so) for v, so in results[:-1]]
+        arrays = [v for v, _ in results[:-1]]
         scl = results[-1][0].astype(np.uint8, copy=False)
         return self._to_dataarray(acquisition, names, arrays, target), scl

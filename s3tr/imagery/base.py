@@ -195,8 +195,9 @@ class ImagerySource(Protocol):
 
         Returns a float32 DataArray ``(band, y, x)``, reflectance (unitless, scale and offset
         applied), NaN where nodata, on ``grid`` (default: ``acquisition.grid``, 20 m, the tile's UTM
-        CRS); ``grid`` must be a window of ``acquisition.grid``. Bands stored at 10 m are averaged
-        2x2 (NaN if any of the four is nodata); coarser bands are repeated (nearest).
+        CRS); ``grid`` must be a window of ``acquisition.grid`` (same CRS and resolution, origin on
+        one of its pixel corners; pixels beyond the rasters read as NaN). Bands stored at 10 m are
+        averaged 2x2 (NaN if any of the four is nodata); coarser bands are repeated (nearest).
         """
         ...
 

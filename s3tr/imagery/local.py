@@ -52,7 +52,7 @@ class LocalStacSource(StacItemReader):
 
     gdal_options = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}  # noqa: RUF012
 
-    def __init__(self, catalog_path: str | Path, *, max_workers: int = 4) -> None:
+    def __init__(self, catalog_path: str | Path, *, max_workers: int = 2) -> None:
         super().__init__(max_workers=max_workers)
         self.catalog_path = Path(catalog_path)
         if not self.catalog_path.exists():

@@ -213,7 +213,7 @@ class SentinelHubSource:
         catalog = SentinelHubCatalog(config=self.sh_config)
         search = catalog.search(
             self.collection,
-            bbox=BBox(tuple(bbox), crs=CRS.WGS84),
+            bbox=BBox((float(bbox[0]), float(bbox[1]), float(bbox[2]), float(bbox[3])), crs=CRS.WGS84),
             time=(t0.replace(tzinfo=None), t1.replace(tzinfo=None)),
             filter=f"eo:cloud_cover <= {self.config.max_cloud_cover}",
         )

@@ -12,7 +12,7 @@ import logging
 import multiprocessing
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -131,8 +131,7 @@ def _reduce_acquisition(acquisition: Acquisition) -> object:
     grid: Grid = _WORKER["grid"]  # type: ignore[assignment]
     config: RunConfig = _WORKER["config"]  # type: ignore[assignment]
     try:
-        reflectance = source.read(acquisition, bands_for(config.indices), grid=grid)
-        scl = source.read_scl(acquisition, grid=grid)
+        reflectance, scl = source.read_with_scl(acquisition, bands_for(config.indices), grid=grid)
     except S3trError as exc:
         return Failure("imagery", acquisition.id, str(exc))
     mask = valid_mask(scl, invalid=config.invalid_scl, dilate_px=config.cloud_dilation_px)
@@ -150,7 +149,7 @@ def _tile_grid(acquisitions: list[Acquisition], parcels_in_crs: gpd.GeoDataFrame
     grid = acquisitions[0].grid
     minx, miny, maxx, maxy = parcels_in_crs.total_bounds
     inv = ~grid.transform
-    cols, rows = zip(*(inv * (x, y) for x, y in ((minx, maxy), (maxx, miny))), strict=True)
+    cols, rows = zip(*(inv @ (x, y) for x, y in ((minx, maxy), (maxx, miny))), strict=True)
     c0 = max(int(np.floor(cols[0])) - pad_px, 0)
     r0 = max(int(np.floor(rows[0])) - pad_px, 0)
     c1 = min(int(np.ceil(cols[1])) + pad_px, grid.shape[1])
@@ -158,6 +157,25 @@ def _tile_grid(acquisitions: list[Acquisition], parcels_in_crs: gpd.GeoDataFrame
     if c1 <= c0 or r1 <= r0:
         return grid
     return grid.window(r0, c0, r1 - r0, c1 - c0)
+
+
+def _map_acquisitions(
+    todo: list[Acquisition], raster: ParcelRaster, grid: Grid, config: RunConfig
+) -> Iterator[object]:
+    """Reduce acquisitions in worker processes (or inline for one worker), yielding in order."""
+    if config.workers == 1 or len(todo) == 1:
+        _init_worker(config.catalog, raster, grid, config)
+        yield from map(_reduce_acquisition, todo)
+        return
+    # spawn, not fork: GDAL and numba thread pools do not survive a fork safely.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        max_workers=min(config.workers, len(todo)),
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(config.catalog, raster, grid, config),
+    ) as pool:
+        yield from pool.map(_reduce_acquisition, todo)
 
 
 def _extract_tile(
@@ -190,27 +208,15 @@ def _extract_tile(
     result.acquisitions_new += len(todo)
     log.info("tile %s: %d acquisitions, %d new, %d parcels", tile, len(acquisitions), len(todo), len(parcels))
     with _Timer(result.timings, "extract"):
-        if todo:
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(
-                max_workers=min(config.workers, len(todo)),
-                mp_context=ctx,
-                initializer=_init_worker,
-                initargs=(config.catalog, raster, grid, config),
-            ) as pool:
-                for n, out in enumerate(pool.map(_reduce_acquisition, todo), start=1):
-                    if isinstance(out, Failure):
-                        log.error("acquisition %s failed: %s", out.item, out.reason)
-                        result.failures.append(out)
-                    else:
-                        store.append(out)
-                    progress(f"extract {tile}", n, len(todo))
+        for n, out in enumerate(_map_acquisitions(todo, raster, grid, config), start=1):
+            if isinstance(out, Failure):
+                log.error("acquisition %s failed: %s", out.item, out.reason)
+                result.failures.append(out)
+            else:
+                store.append(out)
+            progress(f"extract {tile}", n, len(todo))
     with _Timer(result.timings, "series"):
-        table = (
-            store.to_table(min_valid_fraction=config.min_valid_fraction)
-            if store.exists()
-            else None
-        )
+        table = store.to_table(min_valid_fraction=config.min_valid_fraction) if store.exists() else None
     pixels = pd.Series(raster.pixel_counts, index=pd.Index(raster.ids, name="id_parcel"), name="n_pixels")
     return (table if table is not None else pd.DataFrame()), pixels
 

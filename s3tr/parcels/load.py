@@ -12,12 +12,15 @@ id_parcel  str (unique, stripped)        parcel identifier
 code_cultu str (upper case)              declared crop code (3 letters, e.g. ``BTH``)
 code_group Int64                         crop group 1..28, NA when unknown
 surf_parc  float64, hectares             declared area; computed from the geometry when missing
-pacage     str (9 digits) or NA          farm identifier
+pacage     str (9 digits) or missing     farm identifier
 campaign   Int64                         declaration year
-department str or NA                     ``"86"``, ``"2A"``, ``"971"``
+department str or missing                 ``"86"``, ``"2A"``, ``"971"``
 commune    str (5 chars), only if given  INSEE commune code
 geometry   Polygon / MultiPolygon        in the file's CRS
 ========== ============================= =====================================================
+
+Text columns use pandas' default string dtype (``str``; missing values are NaN, so comparisons give plain
+booleans); integer columns use the nullable ``Int64`` (missing = ``pd.NA``).
 
 A record that cannot be kept (no id, no crop code, no or non-polygonal geometry, invalid geometry that
 ``make_valid`` cannot turn into a polygon, duplicate id) is never dropped silently: it is logged and listed in
@@ -482,20 +485,20 @@ def _check_geometries(
     for i in np.flatnonzero(keep & empty):
         reject(i, "empty geometry")
 
-    types = np.array([g.geom_type if g is not None else "" for g in out], dtype=object)
-    for i in np.flatnonzero(keep & ~np.isin(types, list(_POLYGONAL))):
-        if types[i] == "GeometryCollection":
+    type_id = shapely.get_type_id(out)
+    polygonal = np.isin(type_id, [shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON])
+    for i in np.flatnonzero(keep & ~polygonal):
+        if type_id[i] == shapely.GeometryType.GEOMETRYCOLLECTION:
             poly = _polygonal_part(out[i])
             if poly is None:
                 reject(i, "not a polygon: GeometryCollection without polygon parts")
             else:
                 out[i] = poly
-                types[i] = poly.geom_type
                 repairs.append(
                     (int(record[i]), ids.iloc[i], "kept the polygon parts of a GeometryCollection")
                 )
         else:
-            reject(i, f"not a polygon: {types[i]}")
+            reject(i, f"not a polygon: {out[i].geom_type}")
 
     idx = np.flatnonzero(keep)
     invalid = idx[~shapely.is_valid(out[idx])]

@@ -251,3 +251,18 @@ def test_iter_strips_cover_the_grid_once() -> None:
     strips = list(iter_strips(grid, rows=512))
     assert [s.shape for s in strips] == [(512, 37), (512, 37), (76, 37)]
     assert [window_of(grid, s) for s in strips] == [(0, 0), (512, 0), (1024, 0)]
+
+
+def test_every_source_implements_the_protocol(tmp_path: Path) -> None:
+    from s3tr.imagery import ImagerySource, LocalStacSource
+    from s3tr.imagery.sentinelhub_source import SentinelHubConfig, SentinelHubSource
+    from s3tr.imagery.stac_api import StacApiSource
+
+    (tmp_path / "catalog.json").write_text("{}")
+    sources = [
+        LocalStacSource(tmp_path),
+        StacApiSource("http://127.0.0.1:9/v1"),  # nothing is contacted before a listing
+        SentinelHubSource(SentinelHubConfig()),
+    ]
+    for source in sources:
+        assert isinstance(source, ImagerySource), type(source).__name__

@@ -390,3 +390,31 @@ def test_multiband_asset_sen2r(barbellino_dir: Path, write_item) -> None:
         with rasterio.open(barbellino_dir / f"S2A2A_{date}_022_Barbellino_SCL_10.tif") as ds:
             np.testing.assert_array_equal(source.read_scl(acq), ds.read(1))
     assert {int(c) for c in np.unique(source.read_scl(acqs[0]))} == {2, 4, 5, 6, 7, 8, 9}
+
+
+def test_item_collection_file(decimated_item_dict, decimated_dir: Path, tmp_path: Path) -> None:
+    good, other = two_items(localise_item(decimated_item_dict, decimated_dir))
+    bad = {"type": "Feature", "id": "bad-item", "properties": {}}  # no geometry, links, assets
+    path = tmp_path / "search.json"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [other, bad, good]}))
+    source = LocalStacSource(path)
+    assert [a.id for a in source.list_acquisitions()] == [good["id"], other["id"]]
+    assert [p[0] for p in source.problems] == ["bad-item"]
+
+
+def test_acquisition_without_item_is_refused(decimated_source: LocalStacSource) -> None:
+    from s3tr.imagery import Acquisition
+
+    (acq,) = decimated_source.list_acquisitions()
+    bare = Acquisition(acq.id, acq.tile, acq.datetime, acq.grid)
+    with pytest.raises(ImageryReadError, match="carries no STAC item"):
+        decimated_source.read(bare, ["B04"])
+    with pytest.raises(ValueError, match="read_scl"):
+        decimated_source.read(acq, ["B04", "SCL"])
+
+
+def test_block_mode_ties_go_to_the_first_pixel() -> None:
+    from s3tr.imagery._reader import block_mode
+
+    blocks = np.array([[[4, 4, 9, 9], [9, 4, 4, 9], [3, 8, 8, 8], [5, 6, 7, 2]]], dtype=np.uint8)
+    np.testing.assert_array_equal(block_mode(blocks), [[4, 9, 8, 5]])

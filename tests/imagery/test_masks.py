@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from s3tr.imagery.masks import CLOUD_SHADOW_SCL, DEFAULT_INVALID_SCL, valid_mask
 
@@ -98,3 +101,18 @@ def test_real_scl_against_naive_reference(realdata: Path, radius: int, disk: boo
         np.testing.assert_array_equal(got, expected)
         # dilation removed valid pixels that plain class masking kept
         assert (~got).sum() > np.isin(scl, DEFAULT_INVALID_SCL).sum()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    scl=arrays(np.uint8, st.tuples(st.integers(1, 12), st.integers(1, 12)), elements=st.integers(0, 11)),
+    radius=st.integers(0, 3),
+    disk=st.booleans(),
+    invalid=st.sets(st.integers(0, 11)),
+)
+def test_valid_mask_matches_naive_reference(
+    scl: np.ndarray, radius: int, disk: bool, invalid: set[int]
+) -> None:
+    got = valid_mask(scl, invalid=invalid, dilate_px=radius, shape="disk" if disk else "square")
+    grow = set(CLOUD_SHADOW_SCL) & invalid
+    np.testing.assert_array_equal(got, naive_mask(scl, invalid, grow, radius, disk))

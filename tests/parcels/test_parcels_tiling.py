@@ -251,15 +251,23 @@ def test_counts_on_a_full_tile_match_gdal_everywhere() -> None:
     centres = shapely.points(rng.uniform(x0 - 500, x1 + 500, 200), rng.uniform(y0 - 500, y1 + 500, 200))
     shapes = shapely.buffer(centres, rng.uniform(20, 300, 200), quad_segs=4)
     counts = monitorability(_parcels(list(shapes)), TILE, inward_buffer_m=7.5)["n_pixels"].to_numpy()
-    # Independent reference: GDAL rasterizes each shape on the tile's own grid (parcels that straddle the edge
-    # of the tile only count their pixels inside it).
-    expected = [
-        int(
-            rasterio.features.rasterize(
-                [(shape.buffer(-7.5), 1)], out_shape=TILE.shape, transform=TILE.transform, dtype="uint8"
-            ).sum()
+    # Independent reference: GDAL rasterizes each shape on the tile's own pixel lattice, over the window of
+    # the tile that holds the shape (parcels that straddle the edge of the tile count their pixels inside it).
+    expected = []
+    for shape in shapes[:40]:
+        minx, miny, maxx, maxy = shape.bounds
+        col0, row0 = (~TILE.transform) @ (minx, maxy)
+        col1, row1 = (~TILE.transform) @ (maxx, miny)
+        r0, c0 = max(0, int(row0) - 1), max(0, int(col0) - 1)
+        r1, c1 = min(TILE.shape[0], int(row1) + 2), min(TILE.shape[1], int(col1) + 2)
+        if r1 <= r0 or c1 <= c0:
+            expected.append(0)
+            continue
+        win = TILE.window(r0, c0, r1 - r0, c1 - c0)
+        raster = rasterio.features.rasterize(
+            [(shape.buffer(-7.5), 1)], out_shape=win.shape, transform=win.transform, dtype="uint8"
         )
-        for shape in shapes[:40]
-    ]
+        expected.append(int(raster.sum()))
     np.testing.assert_array_equal(counts[:40], expected)
+    assert sum(expected) > 0
     assert (counts > 0).sum() > 100
