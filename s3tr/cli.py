@@ -159,6 +159,48 @@ def extract(
     out.print(f"{table['parcel_id'].nunique()} parcels x {table['band'].nunique()} bands -> {out_path}")
 
 
+@app.command()
+def nightly(
+    config: Annotated[Path, typer.Option(help="Run configuration (YAML), e.g. pipelines/nightly.yaml.")],
+    workdir: WorkdirOpt = DEFAULT_WORKDIR,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Database URL (default: SQLite in the workdir).")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Only acquisitions from this date (YYYY-MM-DD).")] = None,
+    only: Annotated[list[str] | None, typer.Option(help="Only this MGRS tile (repeatable).")] = None,
+) -> None:
+    """Run the nightly pipeline: new acquisitions, markers, decisions, review queue, run report.
+
+    Exit code 0 when everything succeeded, 3 when some items failed (partial run), 1 when the run failed.
+    """
+    from s3tr.demo.runner import load_demo_crop_model
+    from s3tr.nightly.config import load_run_config
+    from s3tr.nightly.pipeline import run_pipeline
+    from s3tr.nightly.report import write_report
+
+    try:
+        cfg = load_run_config(config, start=since)
+        with _Bars() as bars:
+            result = run_pipeline(
+                cfg,
+                workdir=workdir,
+                db_url=db,
+                crop_model=load_demo_crop_model(),
+                progress=bars,
+                only_tiles=tuple(only) if only else None,
+            )
+        report = write_report(result, Path(workdir) / "report.html")
+    except S3trError as exc:
+        raise _fail(exc) from exc
+    from s3tr.nightly.report import summarize
+
+    _print_summary(summarize(result), None)
+    out.print(f"Run report: {report}")
+    if result.failures:
+        console.print(f"[yellow]{len(result.failures)} items failed (see the run report); partial run.[/]")
+        raise typer.Exit(3)
+
+
 DbOpt = Annotated[str | None, typer.Option("--db", help="Database URL (default: SQLite in the workdir).")]
 
 markers_app = typer.Typer(help="Run markers on a parcel time-series table.", no_args_is_help=True)

@@ -9,7 +9,8 @@ the core, and the top-of-cloud spectrum (bright and flat, lower in the SWIR) is 
 ``R = (1 - alpha) R_surface + alpha R_cloud``. **Shadows** are the same field displaced away from
 the sun (a cloud 1–2.5 km high under a sun ~55° high casts its shadow 0.7–1.8 km to the
 north-north-west) and darken the surface to ~30 % of its reflectance (the diffuse sky light
-remains). **Cirrus** is a broad, faint additive veil, stronger in the blue.
+remains). **Cirrus** is a broad, faint additive veil, stronger in the blue; on some dates a uniform residual
+**haze** (what the atmospheric correction left) brightens the visible bands slightly.
 
 **SCL** is derived the way Sen2Cor's output behaves: opaque cores are class 9, thinner cloud 8,
 cirrus 10, shadows 3, water 6, the rest 4 (vegetation) or 5 (not vegetated) from the surface NDVI.
@@ -28,11 +29,13 @@ from scipy import ndimage
 __all__ = ["Acquisition", "Atmosphere", "make_atmosphere", "scene_classification", "schedule", "to_dn"]
 
 CLOUD = np.array([0.42, 0.41, 0.40, 0.41, 0.42, 0.43, 0.43, 0.44, 0.34, 0.24], dtype=np.float32)
+# Residual haze of an imperfect atmospheric correction: additive, strongest in the blue.
+HAZE = np.array([0.015, 0.010, 0.007, 0.006, 0.004, 0.004, 0.003, 0.003, 0.001, 0.0005], dtype=np.float32)
 CIRRUS = np.array([0.045, 0.040, 0.035, 0.035, 0.035, 0.035, 0.035, 0.035, 0.030, 0.020], dtype=np.float32)
 SHADOW_TRANSMISSION = 0.3
 # Opacity thresholds of the scene classification: below DETECT a cloud edge is missed.
 DETECT, HIGH_PROB = 0.3, 0.65
-SHADOW_DETECT = 0.6
+SHADOW_DETECT = 0.75
 CIRRUS_DETECT = 0.5
 
 
@@ -58,6 +61,8 @@ class Acquisition:
         Soil darkening factor (1 dry .. 0.75 just after rain).
     sun_elevation, sun_azimuth
         Sun position at the centre of the area, degrees (azimuth clockwise from north).
+    haze
+        Residual haze left by the atmospheric correction (0 none .. 1 a hazy summer day).
     """
 
     index: int
@@ -69,6 +74,7 @@ class Acquisition:
     soil_moisture: float
     sun_elevation: float = 50.0
     sun_azimuth: float = 155.0
+    haze: float = 0.0
 
     @property
     def short_platform(self) -> str:
@@ -140,6 +146,7 @@ def schedule(
                 soil_moisture=moisture,
                 sun_elevation=round(elev, 6),
                 sun_azimuth=round(azim, 6),
+                haze=float(rng.uniform(0.2, 1.0)) if rng.random() < 0.3 else 0.0,
             )
         )
         day += dt.timedelta(days=int(rng.choice([2, 3, 5], p=[0.35, 0.4, 0.25])))
@@ -228,8 +235,9 @@ def make_atmosphere(acq: Acquisition, shape20: tuple[int, int], seed: int) -> At
     dy = int(np.clip(round(-np.cos(az) * dist), -pad, pad))
     alpha = _upsample(coarse, step, pad, pad, h, w)
     # The shadow at pixel p is the cloud that sits at p - offset (rows grow southwards).
-    # Thin cloud casts a faint shadow: opacity to the power 1.5 keeps shadows to the thicker parts.
-    shadow = _upsample(coarse, step, pad + dy, pad - dx, h, w) ** 1.5
+    # The direct sunbeam through a cloud of opacity a is attenuated as exp(-4a): even a modest cloud
+    # casts a dark shadow, with a soft edge.
+    shadow = 1.0 - np.exp(-4.0 * _upsample(coarse, step, pad + dy, pad - dx, h, w))
     shadow *= 1.0 - alpha
     if acq.cirrus:
         veil = _smooth_field(rng, (h // step + 2, w // step + 2), (5.0,))
@@ -240,7 +248,9 @@ def make_atmosphere(acq: Acquisition, shape20: tuple[int, int], seed: int) -> At
     return Atmosphere(alpha, shadow, cirrus)
 
 
-def apply_atmosphere(refl: np.ndarray, atm: Atmosphere, band_index: list[int], gain: float) -> np.ndarray:
+def apply_atmosphere(
+    refl: np.ndarray, atm: Atmosphere, band_index: list[int], gain: float, haze: float = 0.0
+) -> np.ndarray:
     """Top-of-canopy reflectance ``(band, h, w)`` -> what the L2A product shows, in place.
 
     ``band_index`` gives, for each band of ``refl``, its position in :data:`s3tr.demo.phenology.BANDS`.
@@ -250,6 +260,7 @@ def apply_atmosphere(refl: np.ndarray, atm: Atmosphere, band_index: list[int], g
     for k, b in enumerate(band_index):
         r = refl[k]
         r *= light
+        r += HAZE[b] * haze
         if has_cirrus:
             r += CIRRUS[b] * atm.cirrus
         if has_cloud:

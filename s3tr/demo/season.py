@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -222,8 +223,8 @@ def _render(scene: _Scene, acq: scenes.Acquisition, item_dir: Path) -> np.ndarra
     atm20 = scenes.make_atmosphere(acq, (h20, w20), scene.seed)
     atm10 = atm20.refine()
     gain = float(rng.normal(1.0, 0.012))  # residual of the atmospheric correction, per date
-    scenes.apply_atmosphere(r10, atm10, i10, gain)
-    scenes.apply_atmosphere(r20, atm20, i20, gain)
+    scenes.apply_atmosphere(r10, atm10, i10, gain, acq.haze)
+    scenes.apply_atmosphere(r20, atm20, i20, gain, acq.haze)
     water = mixed20[COMPONENTS.index("water")].reshape(h20, w20)
     scl = scenes.scene_classification(ndvi, water, atm20, rng)
 
@@ -296,7 +297,8 @@ def generate_season(
     ----------
     out_dir
         Folder to write into (created). An existing ``demo.json`` is removed first, so that an
-        interrupted run is never taken for a complete one.
+        interrupted run is never taken for a complete one, and so are an earlier season's ``stac/``
+        and ``truth/`` folders.
     seed
         Random seed: the same seed and parameters give byte-identical files.
     n_parcels
@@ -327,7 +329,10 @@ def generate_season(
     try:
         paths.root.mkdir(parents=True, exist_ok=True)
         paths.manifest.unlink(missing_ok=True)
-        paths.truth_dir.mkdir(exist_ok=True)
+        # Items of an earlier, different season must not linger beside the new catalog.
+        shutil.rmtree(paths.catalog.parent, ignore_errors=True)
+        shutil.rmtree(paths.truth_dir, ignore_errors=True)
+        paths.truth_dir.mkdir()
     except OSError as exc:
         raise WorkdirError(
             f"cannot write the demo season into {paths.root}: {exc}; choose a writable --workdir"

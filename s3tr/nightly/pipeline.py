@@ -163,6 +163,8 @@ def _map_acquisitions(
     todo: list[Acquisition], raster: ParcelRaster, grid: Grid, config: RunConfig
 ) -> Iterator[object]:
     """Reduce acquisitions in worker processes (or inline for one worker), yielding in order."""
+    if not todo:
+        return
     if config.workers == 1 or len(todo) == 1:
         _init_worker(config.catalog, raster, grid, config)
         yield from map(_reduce_acquisition, todo)
@@ -228,6 +230,7 @@ def run_pipeline(
     db_url: str | None = None,
     crop_model: object | None = None,
     progress: ProgressCallback | None = None,
+    only_tiles: tuple[str, ...] | None = None,
 ) -> RunResult:
     """Run the nightly chain once.
 
@@ -244,6 +247,8 @@ def run_pipeline(
         control stays orange for lack of evidence.
     progress
         Called as ``progress(stage, done, total)`` while long stages run.
+    only_tiles
+        Restrict the imagery to these MGRS tiles (parcels of other tiles keep their stored series).
     """
     progress = progress or _noop
     workdir = prepare_workdir(workdir)
@@ -286,6 +291,8 @@ def run_pipeline(
 
     tables, pixels = [], []
     for tile, acqs in sorted(by_tile.items()):
+        if only_tiles and tile not in only_tiles:
+            continue
         members = parcels[(tiles == tile).to_numpy()]
         if members.empty:
             continue
