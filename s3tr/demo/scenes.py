@@ -110,7 +110,8 @@ def schedule(
     ``lon``/``lat`` (degrees) place the sun for the shadows and the items' ``view:sun_*``.
     """
     acqs: list[Acquisition] = []
-    day = start + dt.timedelta(days=int(rng.integers(0, 2)))
+    # First overpass on the first or second day (the first when the range is a single day).
+    day = start + dt.timedelta(days=int(rng.integers(0, 2 if end > start else 1)))
     moisture = 0.9
     i = 0
     while day <= end:

@@ -40,7 +40,7 @@ from s3tr.demo.crops import CODES
 from s3tr.demo.farming import ParcelPlan
 from s3tr.demo.parcels import Layout, make_layout
 from s3tr.demo.phenology import BANDS, COMPONENTS, daily_cover, endmember_matrix
-from s3tr.errors import WorkdirError
+from s3tr.errors import ConfigError, WorkdirError
 from s3tr.grid import Grid
 
 __all__ = ["GENERATOR_VERSION", "DemoPaths", "generate_season", "is_complete"]
@@ -316,6 +316,15 @@ def generate_season(
     progress
         Called as ``progress(stage, done, total)`` with stages ``layout``, ``imagery``, ``catalog``.
 
+    Raises
+    ------
+    ConfigError
+        Dates in the wrong order, or an area too small for any parcel.
+    WorkdirError
+        ``out_dir`` cannot be created or written.
+    ValueError
+        The area is not inside tile 31TBM.
+
     Returns
     -------
     DemoPaths
@@ -324,6 +333,13 @@ def generate_season(
         SCL (uint8) at 20 m).
     """
     t0 = time.perf_counter()
+    if end < start:
+        raise ConfigError(f"demo season ends ({end}) before it starts ({start}); swap the dates")
+    if n_parcels < 1 or area_size_m < 500.0:
+        raise ConfigError(
+            f"a demo season needs at least 1 parcel on at least 500 m x 500 m "
+            f"(got n_parcels={n_parcels}, area_size_m={area_size_m}); ask for more"
+        )
     paths = DemoPaths.under(Path(out_dir))
     report = progress or (lambda stage, done, total: None)
     try:
@@ -350,6 +366,10 @@ def generate_season(
             break
         # Too few parcels fitted (small areas are sensitive to the block draw): draw denser blocks.
         layout = make_layout(rng, bounds=bounds, n_parcels=n_parcels, crs=crs, oversample=oversample)
+    if len(layout.parcels) == 0:
+        raise ConfigError(
+            f"no parcel fits in a {area_size_m:.0f} m demo area (seed {seed}); enlarge area_size_m"
+        )
     if len(layout.parcels) < n_parcels:
         logger.warning(
             "the %.0f m demo area holds %d parcels at realistic sizes, fewer than the %d asked for",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from s3tr.demo import DemoPaths, generate_season, is_complete
-from s3tr.errors import WorkdirError
+from s3tr.errors import ConfigError, WorkdirError
 
 TINY = {"n_parcels": 30, "area_size_m": 1500.0, "start": dt.date(2025, 6, 1), "end": dt.date(2025, 6, 14)}
 
@@ -76,3 +76,22 @@ def test_unwritable_workdir_is_a_clear_error(tmp_path: Path) -> None:
 def test_area_outside_the_tile_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="31TBM"):
         generate_season(tmp_path / "far", centre=(150_000.0, 5_160_000.0), **TINY)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"start": dt.date(2025, 6, 14), "end": dt.date(2025, 6, 1)}, "swap"),
+        ({"area_size_m": 300.0}, "500 m"),
+        ({"n_parcels": 0}, "at least 1 parcel"),
+    ],
+)
+def test_bad_parameters_are_config_errors(tmp_path: Path, overrides: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        generate_season(tmp_path / "bad", **{**TINY, **overrides})
+
+
+def test_a_single_day_season_has_its_acquisition(tmp_path: Path) -> None:
+    day = dt.date(2025, 6, 3)
+    paths = generate_season(tmp_path / "one", **{**TINY, "start": day, "end": day})
+    assert json.loads(paths.manifest.read_text())["dates"] == [day.isoformat()]
