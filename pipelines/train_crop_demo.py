@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from s3tr.demo.runner import DEMO_CAMPAIGN, DEMO_SEASON, ensure_season
+from s3tr.demo.runner import demo_run_config, ensure_season
 from s3tr.markers.crop import train_crop_model
-from s3tr.nightly.config import RunConfig
 from s3tr.nightly.pipeline import run_pipeline
 
 
@@ -27,19 +26,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/s3tr-train-season"))
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "models" / "crop_group")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parents[1] / "models" / "crop_group"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     root = ensure_season(args.workdir, seed=args.seed)
-    config = RunConfig(
-        parcels=root / "parcels.gpkg",
-        catalog=root / "stac" / "catalog.json",
-        campaign=DEMO_CAMPAIGN,
-        start=DEMO_SEASON[0],
-        end=DEMO_SEASON[1],
-    )
-    result = run_pipeline(config, workdir=args.workdir)
+    result = run_pipeline(demo_run_config(root), workdir=args.workdir)
     truth = pd.read_csv(root / "truth" / "parcels.csv", dtype={"id_parcel": str})
     labels = truth.rename(columns={"id_parcel": "parcel_id", "true_group": "label"})[["parcel_id", "label"]]
     labels["label"] = labels["label"].astype(str)

@@ -350,6 +350,7 @@ def cases_list(
         raise _fail(exc) from exc
     finally:
         engine.dispose()
+    cases["reasons"] = cases["reasons"].map(lambda r: ";".join(r) if isinstance(r, list | tuple) else r)
     if fmt == "csv":
         sys.stdout.write(cases.to_csv(index=False))
     elif fmt == "json":

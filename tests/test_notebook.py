@@ -11,8 +11,7 @@ import pytest
 from nbclient import NotebookClient
 
 from s3tr.demo import generate_season
-from s3tr.demo.runner import DEMO_CAMPAIGN
-from s3tr.nightly.config import RunConfig
+from s3tr.demo.runner import demo_run_config
 from s3tr.nightly.pipeline import run_pipeline
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "walkthrough.ipynb"
@@ -25,15 +24,9 @@ def test_walkthrough_notebook_executes(tmp_path: Path, monkeypatch: pytest.Monke
     generate_season(
         root, seed=5, n_parcels=60, area_size_m=2000.0, start=date(2025, 4, 1), end=date(2025, 7, 31)
     )
-    config = RunConfig(
-        parcels=root / "parcels.gpkg",
-        catalog=root / "stac" / "catalog.json",
-        campaign=DEMO_CAMPAIGN,
-        start=date(2025, 4, 1),
-        end=date(2025, 7, 31),
-        workers=1,
+    run_pipeline(
+        demo_run_config(root, start=date(2025, 4, 1), end=date(2025, 7, 31), workers=1), workdir=work
     )
-    run_pipeline(config, workdir=work)
 
     monkeypatch.setenv("S3TR_WORKDIR", str(work))
     monkeypatch.setenv("MPLBACKEND", "Agg")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from s3tr.cli import app
 from s3tr.demo import generate_season
-from s3tr.demo.runner import DEMO_CAMPAIGN, DEMO_SEASON
+from s3tr.demo.runner import demo_run_config
 from s3tr.errors import WorkdirError
 from s3tr.nightly.config import RunConfig
 from s3tr.nightly.pipeline import prepare_workdir, run_pipeline
@@ -33,16 +33,7 @@ def tiny_season(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _config(root: Path, **overrides: object) -> RunConfig:
-    base = {
-        "parcels": root / "parcels.gpkg",
-        "catalog": root / "stac" / "catalog.json",
-        "campaign": DEMO_CAMPAIGN,
-        "start": DEMO_SEASON[0],
-        "end": DEMO_SEASON[1],
-        "workers": 1,
-    }
-    base.update(overrides)
-    return RunConfig(**base)
+    return demo_run_config(root, **({"workers": 1} | overrides))
 
 
 def _copy_season(root: Path, dest: Path) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from s3tr.decide.controls import applicable_controls, controls_for, load_crop_controls
 from s3tr.decide.decide import DECISION_COLUMNS, decide
 from s3tr.decide.flags import CONTROLS, REASONS, Control, Flag, Reason, explain
+from s3tr.decide.qa import qa_sample
 from s3tr.decide.rules import RuleSet, available_rulesets, load_ruleset, load_ruleset_file
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "load_crop_controls",
     "load_ruleset",
     "load_ruleset_file",
+    "qa_sample",
 ]

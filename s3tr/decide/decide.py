@@ -129,11 +129,11 @@ def _sufficiency(row: dict[str, Any], rs: RuleSet) -> tuple[list[Reason], dict[s
     """Reasons the evidence is too thin to conclude, and the values that show it."""
     reasons: list[Reason] = []
     ev: dict[str, Any] = {}
-    n_valid = row.get("n_valid")
+    n_valid: Any = row.get("n_valid")
     if _missing(n_valid) or int(n_valid) < rs.evidence.min_valid_observations:
         reasons.append(Reason.NOT_ENOUGH_OBSERVATIONS)
         ev["n_valid"] = _num(n_valid)
-    gap = row.get("max_gap_days")
+    gap: Any = row.get("max_gap_days")
     if not _missing(gap) and float(gap) > rs.evidence.max_cloudy_gap_days:
         reasons.append(Reason.CLOUDY_GAP_TOO_LONG)
         ev["max_gap_days"] = _num(gap, 0)
@@ -143,9 +143,9 @@ def _sufficiency(row: dict[str, Any], rs: RuleSet) -> tuple[list[Reason], dict[s
 def _min_activity(row: dict[str, Any], rs: RuleSet, thin: list[Reason], as_of: date | None):
     ev: dict[str, Any] = {}
     mowing = _in(_dates(row.get("mowing_dates")), rs.activity_window.start, rs.activity_window.end)
-    mow_conf = row.get("mowing_confidence")
+    mow_conf: Any = row.get("mowing_confidence")
     act = _bool(row.get("activity"))
-    act_conf = row.get("activity_confidence")
+    act_conf: Any = row.get("activity_confidence")
     proven_mowing = bool(mowing) and _ge(mow_conf, rs.mowing.min_confidence)
     if mowing:
         ev.update(mowing_dates=mowing, mowing_confidence=_num(mow_conf))
@@ -179,7 +179,8 @@ def _crop_group(
     rules = rs.crop_group
     pred = normalise_group(row.get("crop_predicted"))
     second = normalise_group(row.get("crop_second"))
-    p1, p2 = row.get("crop_probability"), row.get("crop_second_probability")
+    p1: Any = row.get("crop_probability")
+    p2: Any = row.get("crop_second_probability")
     ev: dict[str, Any] = {"declared_group": declared}
     if pred is None or _missing(p1):
         return Flag.ORANGE, [Reason.NO_CROP_PREDICTION], ev
@@ -207,7 +208,7 @@ def _crop_group(
     if pred != declared and p1 >= rules.p_other and p_declared <= rules.p_red:
         if thin:
             return Flag.ORANGE, [Reason.CROP_GROUP_UNCERTAIN, *thin], ev
-        homogeneity = row.get("homogeneity")
+        homogeneity: Any = row.get("homogeneity")
         if rules.min_homogeneity is not None and not _missing(homogeneity):
             ev["homogeneity"] = _num(homogeneity)
             if float(homogeneity) < rules.min_homogeneity:
@@ -218,9 +219,9 @@ def _crop_group(
 
 def _grassland_not_ploughed(row: dict[str, Any], rs: RuleSet, thin: list[Reason], declared: str | None):
     dates = _dates(row.get("bare_soil_dates"))
-    count = row.get("bare_soil_count")
+    count: Any = row.get("bare_soil_count")
     seen = bool(dates) or (not _missing(count) and int(count) > 0)
-    conf = row.get("bare_soil_confidence")
+    conf: Any = row.get("bare_soil_confidence")
     ev: dict[str, Any] = {}
     if seen:
         ev.update(bare_soil_dates=dates, bare_soil_confidence=_num(conf))
@@ -228,7 +229,7 @@ def _grassland_not_ploughed(row: dict[str, Any], rs: RuleSet, thin: list[Reason]
             if thin:
                 return Flag.ORANGE, thin, ev
             pred = normalise_group(row.get("crop_predicted"))
-            grass_p = row.get("crop_probability")
+            grass_p: Any = row.get("crop_probability")
             if pred is not None and pred == declared and _ge(grass_p, rs.crop_group.p_green):
                 ev.update(crop_predicted=pred, crop_probability=_num(row.get("crop_probability")))
                 return Flag.ORANGE, [Reason.CONFLICTING_MARKERS, Reason.PLOUGHING_DETECTED], ev
@@ -245,7 +246,8 @@ def _fallow(row: dict[str, Any], rs: RuleSet, thin: list[Reason], as_of: date | 
     period = rs.fallow_protected_period
     mowing = _in(_dates(row.get("mowing_dates")), period.start, period.end)
     bare = _in(_dates(row.get("bare_soil_dates")), period.start, period.end)
-    mow_conf, bare_conf = row.get("mowing_confidence"), row.get("bare_soil_confidence")
+    mow_conf: Any = row.get("mowing_confidence")
+    bare_conf: Any = row.get("bare_soil_confidence")
     ev: dict[str, Any] = {}
     if mowing:
         ev.update(protected_mowing_dates=mowing, mowing_confidence=_num(mow_conf))
@@ -288,12 +290,12 @@ def _model_classes(evidence: pd.DataFrame, model_classes: Collection[Any] | None
     if "crop_predicted" not in evidence.columns or evidence["crop_predicted"].isna().all():
         return None
     # without an explicit class list, the groups the model ever outputs are the best guess of its classes
-    seen = {normalise_group(v) for v in evidence["crop_predicted"].dropna().unique()}
+    values = list(evidence["crop_predicted"].dropna().unique())
     if "crop_second" in evidence.columns:
-        seen |= {normalise_group(v) for v in evidence["crop_second"].dropna().unique()}
-    seen.discard(None)
+        values += list(evidence["crop_second"].dropna().unique())
+    seen = {g for g in (normalise_group(v) for v in values) if g is not None}
     logger.info("crop model classes inferred from the evidence: %s", sorted(seen))
-    return seen  # type: ignore[return-value]
+    return seen
 
 
 def decide(
@@ -353,6 +355,8 @@ def decide(
     ev = evidence.copy()
     if "parcel_id" in ev.columns:
         ev = ev.rename(columns={"parcel_id": "id_parcel"})
+    if "id_parcel" not in ev.columns:  # no imagery at all: every parcel is no_evidence
+        ev["id_parcel"] = pd.Series(dtype=str)
     ev["id_parcel"] = ev["id_parcel"].astype(str)
     ev = ev.drop_duplicates("id_parcel", keep="last")
     ev["_has_evidence"] = True
@@ -379,7 +383,7 @@ def decide(
         row = rows[id_parcel]
         declared = normalise_group(row.get("code_group"))
         ev_out: dict[str, Any] = {}
-        n_pixels = row.get("n_pixels")
+        n_pixels: Any = row.get("n_pixels")
         monitorable = _bool(row.get("monitorable"))
         too_small = monitorable is False or (
             not _missing(n_pixels) and int(n_pixels) < ruleset.evidence.min_pixels
@@ -405,7 +409,7 @@ def decide(
             if Reason.CLOUDY_GAP_TOO_LONG in reasons:
                 ev_out["max_gap_days"] = thin_ev["max_gap_days"]
             ev_out.update(specific)
-        reasons = list(dict.fromkeys(r.value for r in reasons))
+        codes = list(dict.fromkeys(r.value for r in reasons))
         talk = {**context, **ev_out, "n_pixels": _num(n_pixels), "n_valid": _num(row.get("n_valid"))}
         talk.setdefault("declared_group", declared)
         title_fr, title_en = CONTROLS[Control(control)]
@@ -415,10 +419,10 @@ def decide(
                 "campaign": ruleset.campaign if _missing(row.get("campaign")) else int(row["campaign"]),
                 "control": str(control),
                 "flag": flag.value,
-                "reasons": reasons,
+                "reasons": codes,
                 "evidence": ev_out,
-                "explanation_fr": f"{title_fr} — {_FLAG_FR[flag]} : {explain(reasons, talk, lang='fr')}",
-                "explanation_en": f"{title_en} — {flag.value}: {explain(reasons, talk, lang='en')}",
+                "explanation_fr": f"{title_fr} — {_FLAG_FR[flag]} : {explain(codes, talk, lang='fr')}",
+                "explanation_en": f"{title_en} — {flag.value}: {explain(codes, talk, lang='en')}",
                 "ruleset_version": ruleset.version,
                 "marker_version": None if _missing(row.get("marker_version")) else str(row["marker_version"]),
                 "model_version": None if _missing(row.get("model_version")) else str(row["model_version"]),

@@ -9,6 +9,7 @@ the DDT) and in English; the texts may name evidence fields in braces (``{mowing
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -298,7 +299,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def explain(reasons: list[str] | tuple[str, ...], evidence: dict[str, Any], *, lang: str = "fr") -> str:
+def explain(reasons: Sequence[str], evidence: dict[str, Any], *, lang: str = "fr") -> str:
     """Plain-language explanation of a decision.
 
     Parameters

@@ -14,7 +14,7 @@ from s3tr.nightly.config import RunConfig
 from s3tr.nightly.pipeline import ProgressCallback, RunResult, prepare_workdir, run_pipeline
 from s3tr.nightly.report import summarize, write_report
 
-__all__ = ["DemoOutcome", "run_demo"]
+__all__ = ["DemoOutcome", "demo_run_config", "ensure_season", "run_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -65,20 +65,27 @@ def load_demo_crop_model() -> object | None:
     return CropModel.load(path)
 
 
+def demo_run_config(root: Path, **overrides: object) -> RunConfig:
+    """The run configuration of the demo season in ``root`` (its parcels, catalog and season)."""
+    fields: dict[str, object] = {
+        "parcels": root / "parcels.gpkg",
+        "catalog": root / "stac" / "catalog.json",
+        "campaign": DEMO_CAMPAIGN,
+        "start": DEMO_SEASON[0],
+        "end": DEMO_SEASON[1],
+    }
+    return RunConfig(**(fields | overrides))
+
+
 def run_demo(workdir: Path, *, seed: int = 0, progress: ProgressCallback | None = None) -> DemoOutcome:
     """Generate (if needed) and run the demo season; write the run report and score the flags."""
     from s3tr.demo.selfscore import score_run
 
     workdir = prepare_workdir(Path(workdir))
     root = ensure_season(workdir, seed=seed, progress=progress)
-    config = RunConfig(
-        parcels=root / "parcels.gpkg",
-        catalog=root / "stac" / "catalog.json",
-        campaign=DEMO_CAMPAIGN,
-        start=DEMO_SEASON[0],
-        end=DEMO_SEASON[1],
+    result = run_pipeline(
+        demo_run_config(root), workdir=workdir, crop_model=load_demo_crop_model(), progress=progress
     )
-    result = run_pipeline(config, workdir=workdir, crop_model=load_demo_crop_model(), progress=progress)
     score = score_run(result.decisions, result.evidence, result.series, root / "truth")
     report = write_report(result, workdir / "report.html", score=score)
     return DemoOutcome(result, summarize(result, score=score), score, report, result.outputs["flags"])

@@ -133,7 +133,8 @@ def compute_evidence(
         ``activity_status`` (``ok`` or ``not_enough_data``); ``bare_soil_count``, ``bare_soil_dates``,
         ``bare_soil_confidence`` (as for mowing); ``crop_predicted``, ``crop_second`` (str or None),
         ``crop_probability``, ``crop_second_probability`` (float or NaN); ``homogeneity`` (mean within-parcel
-        NDVI standard deviation, NaN when unknown); ``marker_version``; ``model_version`` (None without model).
+        NDVI standard deviation, NaN when unknown); ``marker_version``; ``model_version`` (None without
+        model).
     """
     table = _ensure_normalized(table)
     dec_cols = {c.lower(): c for c in declarations.columns}
@@ -152,7 +153,12 @@ def compute_evidence(
     mp = (mowing_params or MowingParams()).with_(season=season)
     mow = mowing_marker(sub, params=mp)
     soil = bare_soil_marker(sub, params=BareSoilParams(season=season))
-    act = detect_activity(sub, params=ActivityParams(window=season, mowing=mp)).set_index("parcel_id")
+    act = detect_activity(
+        sub,
+        params=ActivityParams(window=season, mowing=mp),
+        mowing_events=mow.events,
+        bare_soil_events=soil.events,
+    ).set_index("parcel_id")
     hom = homogeneity(sub, season=season)
 
     out = pd.DataFrame({"parcel_id": ids}).set_index("parcel_id", drop=False)
@@ -214,36 +220,56 @@ def _write_table(df: pd.DataFrame, path: str | Path) -> Path:
 
 def run_mowing(
     ts_path: str | Path, out_path: str | Path, *, params: MowingParams | None = None
-) -> MowingResult:
+) -> pd.DataFrame:
     """``s3tr markers mowing``: read a time series, write ``parcel_id, start, end, confidence``.
 
-    Returns the :class:`MowingResult` (events and per-parcel status) for the CLI's summary.
+    Returns the events as written; ``attrs["n_parcels"]`` and ``attrs["status_counts"]`` (status -> number
+    of parcels: ``ok``, ``not_enough_data``, ...) summarise the run for the CLI.
     """
     table = read_timeseries(ts_path)
     result = mowing_marker(table, params=params or MowingParams())
     _write_table(result.events, out_path)
-    logger.info("mowing: %d event(s) on %d parcel(s) -> %s", len(result.events), len(result.status), out_path)
-    return result
+    events = result.events.copy()
+    events.attrs = {
+        "n_parcels": len(result.status),
+        "status_counts": {str(k): int(v) for k, v in result.status["status"].value_counts().items()},
+    }
+    logger.info("mowing: %d event(s) on %d parcel(s) -> %s", len(events), len(result.status), out_path)
+    return events
 
 
 def run_crop_train(
     ts_path: str | Path, labels_path: str | Path, model_path: str | Path, *, seed: int = 0
 ) -> CropModel:
-    """``s3tr markers crop train``: train on ``parcel_id, label`` and save model + card to ``model_path``."""
+    """``s3tr markers crop train``: train on ``parcel_id, label`` and save model + card to ``model_path``.
+
+    An optional ``group`` column in the labels (e.g. the parcel of each pixel, or the farm) keeps the
+    calibration folds from splitting a group. Labels naming unknown parcels are reported and skipped.
+    """
     table = read_timeseries(ts_path)
     labels_path = Path(labels_path)
     if not labels_path.is_file():
         raise MarkerInputError(f"labels file not found: {labels_path} (CSV with parcel_id,label)")
     labels = pd.read_csv(labels_path, dtype=str)
+    # An optional `group` column (e.g. the parcel of each pixel) keeps calibration folds apart.
+    groups = labels.set_index("parcel_id")["group"] if {"parcel_id", "group"} <= set(labels.columns) else None
     model = train_crop_model(
-        table, labels, seed=seed, name=Path(model_path).stem, training_data=f"{ts_path} + {labels_path}"
+        table,
+        labels,
+        seed=seed,
+        name=Path(model_path).stem,
+        training_data=f"{ts_path} + {labels_path}",
+        groups=groups,
     )
     model.save(model_path)
     return model
 
 
 def run_crop_predict(ts_path: str | Path, model_path: str | Path, out_path: str | Path) -> pd.DataFrame:
-    """``s3tr markers crop predict``: write ``parcel_id, predicted, probability, second, second_probability``."""
+    """``s3tr markers crop predict``: write ``parcel_id, predicted, probability, second, second_probability``.
+
+    Returns the predictions (with a ``status`` column) as written.
+    """
     model = CropModel.load(model_path)
     pred = model.predict(read_timeseries(ts_path))
     _write_table(pred, out_path)

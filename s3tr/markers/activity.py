@@ -39,7 +39,9 @@ class ActivityParams:
     min_confidence
         An event counts as evidence when its confidence reaches this.
     grazing_drop
-        Grazing-like evidence: the median NDVI over 30 days falls this much below the window's peak.
+        Grazing-like evidence: the median NDVI over 30 days falls this much below the window's peak. On the
+        Slovak camera set 0.25 raised the share of mowed plot-years found active from 0.85 to 0.93 but cut
+        the share of unmown ones found inactive from 0.74 to 0.37 (drought also lowers NDVI): hence 0.45.
     mowing, bare_soil
         Parameters of the underlying detectors (their season is replaced by ``window``).
     """
@@ -48,7 +50,7 @@ class ActivityParams:
     min_valid: int = 6
     max_gap_days: int = 60
     min_confidence: float = 0.5
-    grazing_drop: float = 0.25
+    grazing_drop: float = 0.45
     mowing: MowingParams = field(default_factory=MowingParams)
     bare_soil: BareSoilParams = field(default_factory=BareSoilParams)
 
@@ -70,7 +72,13 @@ def _grazing_score(d: np.ndarray, v: np.ndarray, p: ActivityParams) -> float:
     )
 
 
-def detect_activity(table: pd.DataFrame, *, params: ActivityParams = ActivityParams()) -> pd.DataFrame:
+def detect_activity(
+    table: pd.DataFrame,
+    *,
+    params: ActivityParams = ActivityParams(),
+    mowing_events: pd.DataFrame | None = None,
+    bare_soil_events: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Agricultural activity per parcel over ``params.window``.
 
     Parameters
@@ -79,6 +87,9 @@ def detect_activity(table: pd.DataFrame, *, params: ActivityParams = ActivityPar
         Normalised time-series table.
     params
         Marker parameters.
+    mowing_events, bare_soil_events
+        Events already detected over the same window (``parcel_id, start, end, confidence``), to avoid running
+        the detectors twice; computed here when omitted.
 
     Returns
     -------
@@ -88,8 +99,8 @@ def detect_activity(table: pd.DataFrame, *, params: ActivityParams = ActivityPar
     """
     mp = params.mowing.with_(season=params.window)
     bp = BareSoilParams(**{**params.bare_soil.__dict__, "season": params.window})
-    mow = mowing_marker(table, params=mp).events
-    soil = bare_soil_marker(table, params=bp).events
+    mow = mowing_events if mowing_events is not None else mowing_marker(table, params=mp).events
+    soil = bare_soil_events if bare_soil_events is not None else bare_soil_marker(table, params=bp).events
     mow_best = mow.groupby("parcel_id")["confidence"].max() if not mow.empty else pd.Series(dtype=float)
     soil_best = soil.groupby("parcel_id")["confidence"].max() if not soil.empty else pd.Series(dtype=float)
     rows = []
@@ -106,7 +117,10 @@ def detect_activity(table: pd.DataFrame, *, params: ActivityParams = ActivityPar
             "bare_soil": float(soil_best.get(s.parcel_id, 0.0)),
             "grazing": _grazing_score(d[inwin], v[inwin], params),
         }
-        kind, best = max(scores.items(), key=lambda kv: kv[1])
+        # The most specific evidence that passes wins (mowing, then bare soil, then grazing); else the best.
+        passing = [k for k in ("mowing", "bare_soil", "grazing") if scores[k] >= params.min_confidence]
+        kind = passing[0] if passing else max(scores, key=lambda k: scores[k])
+        best = scores[kind]
         enough = n_valid >= params.min_valid and gap <= params.max_gap_days
         if best >= params.min_confidence:
             # Positive evidence stands even in a sparse series: one clear mowing is enough.

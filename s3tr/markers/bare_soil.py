@@ -2,9 +2,9 @@
 
 A ploughed or harrowed field shows bare soil: NDVI low (below ``max_ndvi``) and, where the bands allow it,
 the bare-soil index high (BSI above ``min_bsi``). Clouds and shadows can fake one such date, so an event needs
-the soil signature on at least ``min_obs`` consecutive clear observations, or one soil observation right after an
-NDVI collapse from a green cover that does not grow back at the next observation. The event is the bare period
-``[start, end]`` = first and last clear observation of the run.
+the soil signature on at least ``min_obs`` consecutive clear observations, or one soil observation right
+after an NDVI collapse from a green cover that does not grow back at the next observation. The event is the
+bare period ``[start, end]`` = first and last clear observation of the run.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 Features do not depend on the calendar year: every series is placed on a *day of season* axis (days since
 the season start of its own year), each index is interpolated linearly over the clear dates onto fixed
-bins (``bin_days`` apart), then we add a smoothed copy, its first differences and phenology metrics (peak
-value and day, green-up and senescence days at half amplitude, integral, percentiles, steepest rise and fall).
-A gradient-boosted tree ensemble classifies these; its probabilities are calibrated by cross-validation
+bins (``bin_days`` apart), then we add a smoothed copy, its first and second differences, multi-scale slopes,
+the running integral and phenology metrics (peak value and day, green-up and senescence days at half
+amplitude, integral, percentiles, steepest rise and fall). Extremely randomised trees classify these; their
+probabilities are calibrated by cross-validation
 (:class:`sklearn.calibration.CalibratedClassifierCV`), so that ``probability >= 0.9`` means what it says.
 
 A saved model is two files: ``<name>.joblib`` (the fitted estimator and feature configuration) and
@@ -42,7 +43,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Bumped when the saved layout or the features change in a way an old model cannot follow.
-FORMAT_VERSION = 1
+#: 2: second differences, multi-scale slopes and running integral added; ExtraTrees + isotonic (5 folds).
+FORMAT_VERSION = 2
 PREDICT_COLUMNS = ["parcel_id", "predicted", "probability", "second", "second_probability", "status"]
 
 
@@ -81,9 +83,17 @@ class CropFeatureConfig:
             names += [f"{c}_b{k:02d}" for k in range(self.n_bins)]
             names += [f"{c}_s{k:02d}" for k in range(self.n_bins)]
             names += [f"{c}_d{k:02d}" for k in range(self.n_bins - 1)]
+            names += [f"{c}_dd{k:02d}" for k in range(self.n_bins - 2)]
+            names += [f"{c}_lag{lag}_{k:02d}" for lag in _LAGS for k in range(self.n_bins - lag)]
+            names += [f"{c}_cum{k:02d}" for k in range(self.n_bins)]
             names += [f"{c}_{m}" for m in _PHENO]
         return names
 
+
+#: Bin lags of the multi-scale slopes (value at bin k + lag minus value at bin k).
+_LAGS = (2, 3, 4, 6, 8)
+#: Value given to features that cannot be computed (a column without any clear date); trees split on it.
+_MISSING = -9.0
 
 _PHENO = (
     "max",
@@ -118,7 +128,7 @@ def _smooth(x: np.ndarray) -> np.ndarray:
 
 def _phenology(s: np.ndarray, bin_days: int) -> np.ndarray:
     """Phenology metrics of smoothed curves ``s`` (n, bins) -> (n, len(_PHENO))."""
-    n, b = s.shape
+    b = s.shape[1]
     days = np.arange(b) * bin_days
     mx, mn = s.max(1), s.min(1)
     amax = s.argmax(1)
@@ -209,7 +219,15 @@ def build_features(table: pd.DataFrame, cfg: CropFeatureConfig = CropFeatureConf
     for c in cfg.columns:
         raw = arrays[c]
         sm = _smooth(raw) if raw.size else raw
-        blocks += [raw, sm, np.diff(sm, axis=1), _phenology(sm, cfg.bin_days) if raw.size else raw[:, :0]]
+        blocks += [
+            raw,
+            sm,
+            np.diff(sm, axis=1),
+            np.diff(sm, n=2, axis=1),
+            *(raw[:, lag:] - raw[:, :-lag] for lag in _LAGS),
+            np.cumsum(raw, axis=1) / cfg.n_bins,
+            _phenology(sm, cfg.bin_days) if raw.size else raw[:, :0],
+        ]
     x = np.hstack(blocks) if pids else np.empty((0, len(cfg.feature_names())))
     feats = pd.DataFrame(x, index=pd.Index(pids, name="parcel_id"), columns=cfg.feature_names())
     feats["n_valid"] = n_valid
@@ -220,25 +238,30 @@ def make_classifier(
     *,
     seed: int = 0,
     calibration: str = "isotonic",
-    cv: int = 3,
-    max_iter: int = 200,
-    min_samples_leaf: int = 20,
+    cv: Any = 5,
+    n_estimators: int = 400,
+    max_features: float = 0.1,
+    min_samples_leaf: int = 1,
+    n_jobs: int = 2,
 ) -> Any:
     """The calibrated classifier used by :func:`train_crop_model`.
 
-    Histogram gradient boosting (robust to NaN features, fast on 2 cores) wrapped in
-    :class:`~sklearn.calibration.CalibratedClassifierCV` with ``cv`` stratified folds.
+    Extremely randomised trees (fast on 2 cores, good on many correlated features) wrapped in
+    :class:`~sklearn.calibration.CalibratedClassifierCV`: ``cv`` stratified folds (or explicit splits),
+    isotonic calibration of each class, the fold models averaged. On UCR Crop (5-fold CV) this takes the
+    expected calibration error from about 0.10 (raw trees, under-confident) to 0.027 and accuracy from 0.761
+    to 0.775; 5 calibration folds beat 3 (0.770, ECE 0.037). Tried and dropped: gradient boosting (as
+    accurate, 20-30x slower on 24 classes), random-kernel (ROCKET-like) features with logistic regression
+    (0.725), training-time shifts of the series by +-8 days (0.761).
     """
     from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.ensemble import ExtraTreesClassifier
 
-    base = HistGradientBoostingClassifier(
-        learning_rate=0.08,
-        max_iter=max_iter,
-        max_leaf_nodes=31,
+    base = ExtraTreesClassifier(
+        n_estimators=n_estimators,
+        max_features=max_features,
         min_samples_leaf=min_samples_leaf,
-        l2_regularization=1.0,
-        early_stopping=False,
+        n_jobs=n_jobs,
         random_state=seed,
     )
     return CalibratedClassifierCV(base, method=calibration, cv=cv, ensemble=True)
@@ -274,7 +297,8 @@ class CropModel:
 
     def predict_proba_features(self, feats: pd.DataFrame) -> np.ndarray:
         """Class probabilities (n, n_classes) for a feature matrix from :func:`build_features`."""
-        return self.estimator.predict_proba(feats[self.config.feature_names()].to_numpy())
+        x = np.nan_to_num(feats[self.config.feature_names()].to_numpy(dtype=float), nan=_MISSING)
+        return self.estimator.predict_proba(x)
 
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
         """Top-2 classes with calibrated probabilities for every parcel of a normalised table.
@@ -346,7 +370,15 @@ class CropModel:
         card = json.loads(card_path.read_text()) if card_path.is_file() else {}
         cfg = dict(blob["config"])
         cfg["columns"] = tuple(cfg["columns"])
-        return cls(estimator=blob["estimator"], config=CropFeatureConfig(**cfg), card=card)
+        config = CropFeatureConfig(**cfg)
+        n_in = getattr(blob["estimator"], "n_features_in_", None)
+        if n_in is not None and n_in != len(config.feature_names()):
+            # Same format version but different feature code: refuse rather than predict garbage.
+            raise CropModelError(
+                f"crop model {jpath} expects {n_in} features, this code builds "
+                f"{len(config.feature_names())}; retrain it with `s3tr markers crop train`"
+            )
+        return cls(estimator=blob["estimator"], config=config, card=card)
 
 
 def _code_version() -> str:
@@ -364,6 +396,7 @@ def train_crop_model(
     estimator: Any | None = None,
     name: str = "crop",
     training_data: str = "",
+    groups: pd.Series | None = None,
 ) -> CropModel:
     """Train a calibrated crop classifier.
 
@@ -382,6 +415,10 @@ def train_crop_model(
         An unfitted scikit-learn classifier; default :func:`make_classifier`.
     name, training_data
         Recorded in the model card.
+    groups
+        Optional ``parcel_id -> group`` (e.g. the parcel of a pixel, or the farm): the calibration folds of
+        the default classifier then never split a group, so that near-duplicates do not make it
+        over-confident.
 
     Raises
     ------
@@ -412,16 +449,26 @@ def train_crop_model(
     if rare:
         logger.warning("classes with fewer than 3 parcels cannot be calibrated and are dropped: %s", rare)
         lab = lab[~lab["label"].isin(rare)]
+        counts = counts[counts >= 3]
     if lab["label"].nunique() < 2:
         raise MarkerInputError(
             f"need at least two classes with 3+ labelled parcels having {cfg.min_valid}+ clear dates; "
             f"got {lab['label'].nunique()}"
         )
-    x = feats.loc[lab["parcel_id"], cfg.feature_names()].to_numpy()
+    x = np.nan_to_num(feats.loc[lab["parcel_id"], cfg.feature_names()].to_numpy(dtype=float), nan=_MISSING)
     y = lab["label"].to_numpy()
-    # Small training sets (a demo department) need smaller leaves than the default 20 to split at all.
-    leaf = int(np.clip(len(lab) // 50, 2, 20))
-    est = estimator if estimator is not None else make_classifier(seed=seed, min_samples_leaf=leaf)
+    if estimator is not None:
+        est = estimator
+    elif groups is not None:
+        from sklearn.model_selection import StratifiedGroupKFold
+
+        g = groups.reindex(lab["parcel_id"]).fillna("?").astype(str).to_numpy()
+        n_folds = int(min(5, counts.min(), len(set(g))))
+        folds = list(StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(x, y, g))
+        est = make_classifier(seed=seed, cv=folds)
+    else:
+        # Calibration needs every class in every fold: fewer folds when the rarest class is small.
+        est = make_classifier(seed=seed, cv=int(min(5, counts.min())))
     est.fit(x, y)
     today = _dt.date.today().isoformat()
     card = {

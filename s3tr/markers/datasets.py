@@ -51,11 +51,14 @@ class MowingDataset:
         ``parcel_id, date``: one row per true mowing (type ``k``).
     sites
         ``parcel_id -> site`` (str), for grouped cross-validation.
+    grazing
+        ``parcel_id, start, end``: camera-recorded grazing periods (type ``p``), empty when unknown.
     """
 
     table: pd.DataFrame
     truth: pd.DataFrame
     sites: pd.Series
+    grazing: pd.DataFrame
 
 
 def load_slovak_mowing(root: str | Path, *, min_cloud_score: float = 0.0) -> MowingDataset:
@@ -66,7 +69,8 @@ def load_slovak_mowing(root: str | Path, *, min_cloud_score: float = 0.0) -> Mow
     root
         The ``grassland_mowing`` folder or its ``test`` sub-folder.
     min_cloud_score
-        Observations with Cloud Score+ ``cs_cdf`` below this are marked invalid (0..1; 0 keeps the file's mask).
+        Observations with Cloud Score+ ``cs_cdf`` below this are marked invalid (0..1; 0 keeps the
+        file's mask).
     """
     import geopandas as gpd
 
@@ -100,12 +104,22 @@ def load_slovak_mowing(root: str | Path, *, min_cloud_score: float = 0.0) -> Mow
             "date": pd.to_datetime(k["date"]).dt.normalize(),
         }
     ).reset_index(drop=True)
+    p = truth_gdf[truth_gdf["type"] == "p"]
+    grazing = pd.DataFrame(
+        {
+            "parcel_id": p["plotID"].astype(str) + "_" + pd.to_datetime(p["date"]).dt.year.astype(str),
+            "start": pd.to_datetime(p["date"]).dt.normalize(),
+            "end": pd.to_datetime(p["endDate"]).dt.normalize(),
+        }
+    ).reset_index(drop=True)
     site_of_plot = dict(zip(truth_gdf["plotID"].astype(str), truth_gdf["id"].astype(str), strict=False))
     pids = pd.Series(table["parcel_id"].unique())
     plots = pids.str.rsplit("_", n=1).str[0]
     # Plots absent from the truth file: their site is the plot name without the trailing number.
     sites = plots.map(lambda p: site_of_plot.get(p, p.rsplit("_", 1)[0]))
-    return MowingDataset(table=table, truth=truth, sites=pd.Series(sites.to_numpy(), index=pids.to_numpy()))
+    return MowingDataset(
+        table=table, truth=truth, sites=pd.Series(sites.to_numpy(), index=pids.to_numpy()), grazing=grazing
+    )
 
 
 def load_ucr_crop(root: str | Path, *, year: int = 2020) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -136,8 +150,9 @@ def load_tempcnn(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """TempCNN pixels as ``(table, labels)`` with ``B08`` (NIR), ``B04`` (R), ``B03`` (G) in 0..1 and NDVI.
 
-    ``parcel_id`` = ``<split>_p<row>``; ``labels`` has ``parcel_id, label, polygon`` (the parcel a pixel belongs
-    to, for grouped cross-validation). The 149 dates are unknown; they are spread evenly over one year.
+    ``parcel_id`` = ``<split>_p<row>``; ``labels`` has ``parcel_id, label, polygon`` (the parcel a pixel
+    belongs to, for grouped cross-validation). The 149 dates are unknown; they are spread evenly over one
+    year.
     """
     root = Path(root)
     arr = np.loadtxt(root / f"{split}_dataset.csv", delimiter=",")

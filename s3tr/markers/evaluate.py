@@ -1,15 +1,15 @@
 """Scoring of the markers against ground truth.
 
 Mowing (the field's rule, see ``shared/data/grassland_mowing/README.txt``): a true mowing date ``d`` matches a
-detected event ``[start, end]`` when ``start - tolerance <= d <= end + tolerance``; matching is one-to-one, in time
-order (each true date, earliest first, takes the eligible unmatched event that ends first, which maximises the
-number of matches for intervals). Precision, recall and F1 are over events. The season-level score asks whether
-the parcel was mowed at least once: balanced accuracy = (sensitivity + specificity) / 2 over the parcels of the
-time series; a parcel of the series absent from the truth was not mowed.
+detected event ``[start, end]`` when ``start - tolerance <= d <= end + tolerance``; matching is one-to-one, in
+time order (each true date, earliest first, takes the eligible unmatched event that ends first, which
+maximises the number of matches for intervals). Precision, recall and F1 are over events. The season-level
+score asks whether the parcel was mowed at least once: balanced accuracy = (sensitivity + specificity) / 2
+over the parcels of the time series; a parcel of the series absent from the truth was not mowed.
 
 Crop: accuracy, macro-F1, the expected calibration error of the top-1 probability over **15 equal-width bins**
-(ECE = sum over bins of |bin| / n * |accuracy(bin) - mean probability(bin)|), and the coverage and precision of
-predictions with probability >= 0.9. Accuracy carries a 95 % Wilson interval.
+(ECE = sum over bins of |bin| / n * |accuracy(bin) - mean probability(bin)|), and the coverage and precision
+of predictions with probability >= 0.9. Accuracy carries a 95 % Wilson interval.
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def expected_calibration_error(probability: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> float:
-    """ECE of top-1 probabilities over ``n_bins`` equal-width bins on [0, 1] (right-closed, 0 in the first)."""
+    """ECE of top-1 probabilities over ``n_bins`` equal-width bins on [0, 1] (right-closed; 0 in bin 1)."""
     probability = np.asarray(probability, dtype=float)
     correct = np.asarray(correct, dtype=float)
     if probability.size == 0:
@@ -248,7 +248,7 @@ def evaluate_mowing_files(
     tolerance_days: int = 10,
     json_out: str | Path | None = None,
 ) -> dict[str, Any]:
-    """:func:`evaluate_mowing` on CSV files; the parcels of ``timeseries`` (if given) define the scored set."""
+    """:func:`evaluate_mowing` on CSV files; the parcels of ``timeseries`` (if given) are the scored set."""
     ev = pd.read_csv(events, dtype={"parcel_id": str})
     tr = pd.read_csv(truth, dtype={"parcel_id": str})
     parcels = None

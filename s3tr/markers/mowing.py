@@ -15,11 +15,15 @@ Two detectors share the interface:
   features -- the fall measured from the envelope of the sward before it (robust to a single low date in
   the pre-event window), the level reached, how much and how fast it comes back (a cloud or shadow comes
   back at once, a mowing regrows over weeks), and, when the bands are there, the change of blue (haze),
-  NIR and SWIR (cut grass) -- and scored by a logistic model (:class:`MowingScorer`). Candidates above
+  red, NIR and SWIR (cut grass) and whether SWIR stays up afterwards -- and scored by a logistic model
+  (:class:`MowingScorer`). Single-date dips that come straight back are removed first. Candidates above
   ``threshold`` are events, at most one per ``min_separation_days``; the score is the event's confidence.
   The scorer's coefficients and the threshold were chosen by cross-validation grouped by site on the
   Slovak camera set (``benchmarks/quality.py`` prints the figures and can refit them). Without the bands
   an NDVI-only scorer is used.
+
+Sentinel-1 columns (``vv``, ``vh``, ``coherence``) are not used yet: the shared data hold no S1 series with
+mowing truth in this table's form to fit and check them on, and an unchecked rule would only add noise.
 """
 
 from __future__ import annotations
@@ -62,8 +66,15 @@ CANDIDATE_FEATURES = (
     "d_blue",
     "d_nir",
     "d_swir",
+    "d_red",
+    "swir_after",
+    "d_ndmi",
+    "d_bsi",
+    "ndmi_after",
 )
 NDVI_FEATURES = CANDIDATE_FEATURES[:7]
+#: What the pipeline's long table carries (indices only): NDVI features plus NDMI and BSI changes.
+INDEX_FEATURES = (*NDVI_FEATURES, "d_ndmi", "d_bsi", "ndmi_after")
 
 
 @dataclass(frozen=True)
@@ -87,8 +98,9 @@ class MowingScorer:
     intercept: float
 
     def score(self, x: np.ndarray) -> np.ndarray:
-        """Probability that each candidate is a mowing; ``x`` is (n, len(features)) float."""
-        z = (np.asarray(x, float) - np.asarray(self.mean)) / np.asarray(self.scale)
+        """Probability that each candidate is a mowing; ``x`` is (n, len(CANDIDATE_FEATURES)) float."""
+        cols = [CANDIDATE_FEATURES.index(f) for f in self.features]
+        z = (np.asarray(x, float)[:, cols] - np.asarray(self.mean)) / np.asarray(self.scale)
         return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.coef) + self.intercept)))
 
 
@@ -96,10 +108,30 @@ class MowingScorer:
 # the honest estimate of their quality is the grouped cross-validation in the same benchmark.
 DEFAULT_SCORER_BANDS = MowingScorer(
     features=CANDIDATE_FEATURES,
-    mean=(0.7971, 0.5994, 0.1977, 0.1673, 15.41, -0.07247, 0.05907, 0.02574, -0.05346, 0.02866),
-    scale=(0.0933, 0.1368, 0.1238, 0.1232, 10.23, 0.1113, 0.1131, 0.02752, 0.08369, 0.07585),
-    coef=(0.4086, -0.5072, 0.8681, -0.2767, -0.4335, 0.6441, -0.2428, -0.1091, -1.071, 2.099),
-    intercept=-1.22,
+    mean=(
+        0.7971,
+        0.5994,
+        0.1977,
+        0.1673,
+        15.41,
+        -0.07247,
+        0.05907,
+        0.02574,
+        -0.05346,
+        0.02866,
+        0.0346,
+        0.01974,
+    ),
+    scale=(0.0933, 0.1368, 0.1238, 0.1232, 10.23, 0.1113, 0.1131, 0.02752, 0.08369, 0.07585, 0.03307, 0.0579),
+    coef=(0.4279, -0.5221, 0.8991, -0.548, -0.3927, 0.6663, 0.0672, -0.4097, -0.9805, 1.553, 0.4571, 0.6579),
+    intercept=-1.242,
+)
+DEFAULT_SCORER_INDICES = MowingScorer(
+    features=INDEX_FEATURES,
+    mean=(0.0,) * 10,
+    scale=(1.0,) * 10,
+    coef=(0.0,) * 10,
+    intercept=0.0,
 )
 DEFAULT_SCORER_NDVI = MowingScorer(
     features=NDVI_FEATURES,
@@ -136,13 +168,17 @@ class MowingParams:
         (robust) Window after the event in which rebound and regrowth are measured.
     threshold
         (robust) Minimum scorer probability for an event.
+    parcel_threshold
+        (robust) A parcel gets events only when its strongest candidate reaches this: the claim "mowed at
+        least once" needs one clear event, after which weaker ones (above ``threshold``) are kept too.
     outlier_dip, outlier_recover, outlier_span_days
         (robust) A single clear observation lower than both neighbours by more than ``outlier_dip``, whose
         next neighbour is back within ``outlier_recover`` of the previous one and no more than
         ``outlier_span_days`` after it, is an undetected cloud or shadow and is dropped: a mown sward does
         not regrow that fast. ``None`` disables the check.
-    scorer_bands, scorer_ndvi
-        (robust) Scorers with and without the blue / NIR / SWIR bands.
+    scorer_bands, scorer_indices, scorer_ndvi
+        (robust) Scorers with the bands (blue, red, NIR, SWIR), with NDVI + NDMI + BSI only (the pipeline's
+        long table), and with NDVI alone; each candidate gets the richest one its data allow.
     min_valid
         Fewer clear observations than this in the season: status ``not_enough_data``.
     """
@@ -157,11 +193,13 @@ class MowingParams:
     lookback_days: int = 20
     max_span_days: int = 30
     regrowth_days: int = 30
-    threshold: float = 0.5
+    threshold: float = 0.45
+    parcel_threshold: float = 0.0
     outlier_dip: float | None = 0.08
     outlier_recover: float = 0.05
     outlier_span_days: int = 15
     scorer_bands: MowingScorer = DEFAULT_SCORER_BANDS
+    scorer_indices: MowingScorer = DEFAULT_SCORER_INDICES
     scorer_ndvi: MowingScorer = DEFAULT_SCORER_NDVI
     min_valid: int = 6
 
@@ -200,8 +238,17 @@ def _clear(series: ParcelSeries, p: MowingParams) -> tuple[np.ndarray, dict[str,
     t = series.dates[keep].astype("datetime64[D]").astype(np.int64)
     out = {"ndvi": v[keep]}
     nir = "B8A" if "B8A" in series.values else "B08"
-    for name, col in (("blue", "B02"), ("nir", nir), ("swir", "B11")):
+    for name, col in (("blue", "B02"), ("nir", nir), ("swir", "B11"), ("red", "B04")):
         out[name] = series.values[col][keep] if col in series.values else np.full(int(keep.sum()), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # NDMI and BSI from the table when there, else from the bands (NaN when neither).
+        ndmi = (out["nir"] - out["swir"]) / (out["nir"] + out["swir"])
+        bsi = ((out["swir"] + out["red"]) - (out["nir"] + out["blue"])) / (
+            out["swir"] + out["red"] + out["nir"] + out["blue"]
+        )
+    for name, calc in (("ndmi", ndmi), ("bsi", bsi)):
+        given = series.values.get(name)
+        out[name] = np.where(np.isfinite(given[keep]), given[keep], calc) if given is not None else calc
     if p.method == "robust":
         ok = _remove_dips(t, out["ndvi"], p)
         t = t[ok]
@@ -275,10 +322,18 @@ def _candidates(t: np.ndarray, vals: dict[str, np.ndarray], p: MowingParams) -> 
                 float(vals["blue"][b] - vals["blue"][a]),
                 float(vals["nir"][b] - vals["nir"][a]),
                 float(vals["swir"][b] - vals["swir"][a]),
+                float(vals["red"][b] - vals["red"][a]),
+                # SWIR stays up while the cut sward regrows; after a cloud or shadow it is back at once.
+                float(np.median(vals["swir"][post]) - vals["swir"][a]) if post.any() else 0.0,
+                float(vals["ndmi"][b] - vals["ndmi"][a]),
+                float(vals["bsi"][b] - vals["bsi"][a]),
+                float(np.median(vals["ndmi"][post]) - vals["ndmi"][a]) if post.any() else 0.0,
             )
         )
         kept.append((a, b))
-    return np.asarray(kept, dtype=int).reshape(-1, 2), np.asarray(feats, dtype=float).reshape(-1, 10)
+    return np.asarray(kept, dtype=int).reshape(-1, 2), np.asarray(feats, dtype=float).reshape(
+        -1, len(CANDIDATE_FEATURES)
+    )
 
 
 def _select(starts: np.ndarray, ends: np.ndarray, conf: np.ndarray, sep: int) -> list[int]:
@@ -288,6 +343,16 @@ def _select(starts: np.ndarray, ends: np.ndarray, conf: np.ndarray, sep: int) ->
         if all(abs(int(starts[k]) - int(starts[a])) >= sep for a in accepted):
             accepted.append(int(k))
     return sorted(accepted, key=lambda k: int(starts[k]))
+
+
+def _score(x: np.ndarray, params: MowingParams) -> np.ndarray:
+    """Score each candidate with the richest scorer whose features are all known (bands > indices > NDVI)."""
+    conf = params.scorer_ndvi.score(np.nan_to_num(x))
+    for scorer in (params.scorer_indices, params.scorer_bands):
+        cols = [CANDIDATE_FEATURES.index(f) for f in scorer.features]
+        known = np.isfinite(x[:, cols]).all(axis=1)
+        conf = np.where(known, scorer.score(np.nan_to_num(x)), conf)
+    return conf
 
 
 def detect_series(
@@ -318,12 +383,9 @@ def detect_series(
         ab, x = _candidates(t, vals, params)
         if ab.shape[0] == 0:
             return []
-        has_bands = np.isfinite(x[:, 7:]).all(axis=1)
-        conf = np.where(
-            has_bands,
-            params.scorer_bands.score(np.nan_to_num(x)),
-            params.scorer_ndvi.score(x[:, :7]),
-        )
+        conf = _score(x, params)
+        if conf.max() < params.parcel_threshold:
+            return []
         keep = conf >= params.threshold
         ab, conf = ab[keep], conf[keep]
         starts, ends = t[ab[:, 0]], t[ab[:, 1]]
@@ -369,7 +431,8 @@ def fit_scorer(
 ) -> MowingScorer:
     """Fit a :class:`MowingScorer` (L2 logistic regression) on labelled candidates.
 
-    ``labels`` is bool per candidate row: True when a true mowing date falls in ``[start - 10 d, end + 10 d]``.
+    ``labels`` is bool per candidate row: True when a true mowing date falls in
+    ``[start - 10 d, end + 10 d]``.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -431,7 +494,14 @@ def _one_parcel(
     n_valid, gap = window_quality(d, start, end)
     if n_valid == 0:
         return [], "no_valid_data", 0, gap
-    # The whole series is used, so the first event has its "before" level and the last its regrowth.
+    if p.method == "baseline":
+        # The Sen4CAP rule looks at the season's observations only.
+        inside = (s.dates >= start) & (s.dates <= end)
+        s = ParcelSeries(
+            s.parcel_id, s.dates[inside], s.valid[inside], {k: v[inside] for k, v in s.values.items()}
+        )
+    # The robust detector sees the whole series, so the first event has its "before" level and the last
+    # its regrowth; events are kept when they touch the season.
     evs = [e for e in detect_series(s, p) if start <= e[1] and e[0] <= end]
     status = "ok" if n_valid >= p.min_valid else "not_enough_data"
     return evs, status, n_valid, gap

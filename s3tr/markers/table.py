@@ -5,7 +5,7 @@ The long table has one row per (parcel, acquisition date)::
     parcel_id, date (YYYY-MM-DD), valid (0/1, default 1),
     any of ndvi evi ndmi ndwi bsi            (indices, unitless, -1..1)
     any of B02 B03 B04 B05 B06 B07 B08 B8A B11 B12   (surface reflectance, 0..1)
-    any of vv vh coherence                   (Sentinel-1: backscatter in dB or linear as given, coherence 0..1)
+    any of vv vh coherence                   (Sentinel-1: backscatter as given, coherence 0..1)
     any of <index>_std                        (within-parcel standard deviation of an index)
 
 Rows may come in any order; unknown columns are ignored. :func:`normalize_timeseries` turns any such
@@ -255,7 +255,13 @@ def _merge_duplicates(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def iter_series(table: pd.DataFrame) -> Iterator[ParcelSeries]:
-    """Yield the :class:`ParcelSeries` of every parcel of a normalised table, in parcel order."""
+    """Yield the :class:`ParcelSeries` of every parcel, in parcel order.
+
+    A table that was not produced by :func:`normalize_timeseries` (no ``attrs["normalized"]``) is normalised
+    first, so every marker accepts a raw long table too.
+    """
+    if not table.attrs.get("normalized"):
+        table = normalize_timeseries(table, source=str(table.attrs.get("source", "<table>")))
     values = [c for c in _VALUE_COLUMNS if c in table.columns]
     if table.empty:
         return

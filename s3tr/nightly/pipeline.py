@@ -38,6 +38,7 @@ from s3tr.parcels.load import load_parcels
 from s3tr.parcels.tiling import assign_tiles
 from s3tr.review.cases import sync_decisions
 from s3tr.review.database import db_url_for, make_engine
+from s3tr.review.declarations import sync_declarations
 from s3tr.review.migrate import upgrade
 
 __all__ = ["Failure", "RunResult", "run_pipeline"]
@@ -324,7 +325,9 @@ def run_pipeline(
     result.evidence = evidence
     with _Timer(timings, "decide"):
         classes = getattr(crop_model, "classes", None)
-        decisions = decide(declarations, evidence, ruleset, model_classes=classes)
+        # Verdicts that need the whole activity window wait for its end during the season.
+        as_of = min(datetime.now(UTC).date(), config.end)
+        decisions = decide(declarations, evidence, ruleset, model_classes=classes, as_of=as_of)
     result.decisions = decisions
 
     with _Timer(timings, "review"):
@@ -332,6 +335,7 @@ def run_pipeline(
         upgrade(url)
         engine = make_engine(url)
         try:
+            sync_declarations(engine, parcels, run_id=run_id)
             result.sync = sync_decisions(engine, decisions, run_id=run_id)
         finally:
             engine.dispose()

@@ -21,7 +21,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from s3tr.errors import ConfigError
 
-__all__ = ["DB_FILENAME", "db_url_for", "is_sqlite", "make_engine", "session_scope", "write_connection"]
+__all__ = [
+    "DB_FILENAME",
+    "db_url_for",
+    "downgrade",
+    "is_sqlite",
+    "make_engine",
+    "session_scope",
+    "upgrade",
+    "write_connection",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -130,3 +139,17 @@ def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def upgrade(url: str | Engine, revision: str = "head") -> None:
+    """Migrate the database up (see :func:`s3tr.review.migrate.upgrade`; re-exported for convenience)."""
+    from s3tr.review.migrate import upgrade as _upgrade
+
+    _upgrade(url, revision)
+
+
+def downgrade(url: str | Engine, revision: str = "base") -> None:
+    """Migrate the database down (see :func:`s3tr.review.migrate.downgrade`)."""
+    from s3tr.review.migrate import downgrade as _downgrade
+
+    _downgrade(url, revision)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -32,6 +32,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -52,6 +53,7 @@ __all__ = [
     "Photo",
     "PhotoRequest",
     "User",
+    "table_of",
 ]
 
 NAMING = {
@@ -192,7 +194,7 @@ class Case(Base):
     updated_at: Mapped[datetime] = mapped_column(Stamp)
     closed_at: Mapped[datetime | None] = mapped_column(Stamp)
 
-    __mapper_args__: ClassVar = {"version_id_col": version}
+    __mapper_args__: ClassVar = {"version_id_col": version}  # type: ignore[misc]
 
 
 class PhotoRequest(Base):
@@ -299,3 +301,8 @@ class AuditLog(Base):
     control: Mapped[str | None] = mapped_column(String(32))
     run_id: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JsonType)
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core :class:`~sqlalchemy.Table` of a model (typed, for bulk Core statements)."""
+    return cast(Table, model.__table__)

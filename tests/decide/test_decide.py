@@ -337,3 +337,11 @@ def test_ten_thousand_parcels_decide_quickly_enough() -> None:
     out = decide(parcels, evs, RS)
     print(f"decide: {n} parcels -> {len(out)} decisions in {time.perf_counter() - start:.2f} s")
     assert len(out) == n // 4 * (2 + 1 + 1 + 2)
+
+
+def test_no_evidence_at_all_and_no_parcels() -> None:
+    out = decide(pd.DataFrame([parcel("a", "PPH"), parcel("b", "J6S")]), pd.DataFrame(), RS)
+    assert len(out) == 3 and set(out["flag"]) == {"orange"}
+    assert all(r == ["no_evidence"] for r in out["reasons"])
+    empty = decide(pd.DataFrame([parcel("a", "PPH")]).iloc[:0], pd.DataFrame([evidence("a")]), RS)
+    assert empty.empty and list(empty.columns) == DECISION_COLUMNS

@@ -8,6 +8,7 @@ import pytest
 
 from s3tr.markers import EVIDENCE_COLUMNS, compute_evidence, run_crop_predict, run_crop_train, run_mowing
 from s3tr.markers.crop import (
+    FORMAT_VERSION,
     CropModel,
     CropModelError,
     build_features,
@@ -66,7 +67,7 @@ def test_train_predict_save_load_and_version_check(tmp_path, caplog):
         normalize_timeseries(table),
         labels,
         seed=0,
-        estimator=make_classifier(max_iter=40, min_samples_leaf=3),
+        estimator=make_classifier(n_estimators=60),
     )
     assert "absent from the time series" in caplog.text
     pred = model.predict(normalize_timeseries(test_table)).merge(test_labels, on="parcel_id")
@@ -75,7 +76,11 @@ def test_train_predict_save_load_and_version_check(tmp_path, caplog):
     assert set(pred["second"]) <= {"cereal", "maize", "grass"}
     path = model.save(tmp_path / "m")
     card = json.loads(path.with_suffix(".json").read_text())
-    assert card["format_version"] == 1 and card["n_parcels"] == 45 and "ndvi_b00" in card["features"]
+    assert (
+        card["format_version"] == FORMAT_VERSION
+        and card["n_parcels"] == 45
+        and "ndvi_b00" in card["features"]
+    )
     again = CropModel.load(path).predict(normalize_timeseries(test_table))
     np.testing.assert_allclose(
         again["probability"], model.predict(normalize_timeseries(test_table))["probability"]
@@ -95,7 +100,7 @@ def test_homogeneity_and_evidence_columns(make_grass):
         normalize_timeseries(table),
         labels,
         seed=0,
-        estimator=make_classifier(max_iter=40, min_samples_leaf=3),
+        estimator=make_classifier(n_estimators=60),
     )
     grass = make_grass("g1", mowings=("2023-06-10",))
     dec = pd.DataFrame(
@@ -136,8 +141,19 @@ def test_cli_functions_roundtrip(tmp_path, make_grass):
     ]
     assert len(written) == len(pred) == 15
     make_grass("g", mowings=("2023-06-10",)).to_csv(tmp_path / "g.csv", index=False)
-    run_mowing(tmp_path / "g.csv", tmp_path / "events.csv")
+    returned = run_mowing(tmp_path / "g.csv", tmp_path / "events.csv")
+    assert len(returned) == 1 and returned.attrs["status_counts"] == {"ok": 1}
     ev = pd.read_csv(tmp_path / "events.csv")
     assert (
         list(ev.columns) == ["parcel_id", "start", "end", "confidence"] and ev["start"].str.len().eq(10).all()
     )
+
+
+def test_rare_classes_are_dropped_or_use_fewer_folds(caplog):
+    table, labels = _crops(n_per=5)
+    # Three parcels of a class: still calibrated (3 folds); a class of two is dropped with a warning.
+    labels.loc[labels["parcel_id"].isin(["maize0_2022", "maize1_2022"]), "label"] = "rare"
+    labels.loc[labels["parcel_id"].isin(["grass0_2022", "grass1_2022", "grass2_2022"]), "label"] = "three"
+    model = train_crop_model(normalize_timeseries(table), labels, seed=0)
+    assert "rare" not in model.classes and "three" in model.classes
+    assert "dropped" in caplog.text

@@ -50,3 +50,8 @@ def test_bad_inputs_give_status_not_crash(make_grass):
     assert st["one"] == "not_enough_data"
     assert st["dead"] == "no_valid_data" and st["nan"] == "no_valid_data"
     assert res.events["parcel_id"].unique().tolist() == ["good"]
+
+
+def test_raw_unsorted_table_is_accepted(make_grass):
+    raw = make_grass(mowings=("2023-06-12",)).sample(frac=1.0, random_state=1)
+    assert detect_mowing(raw).equals(detect_mowing(normalize_timeseries(raw)))

@@ -86,3 +86,19 @@ def test_quality_statuses():
     assert q.loc["ok", "status"] == "ok" and q.loc["ok", "max_gap_days"] == 21
     series = {s.parcel_id: s for s in iter_series(normalize_timeseries(raw))}
     assert series["ok"].dates.dtype == np.dtype("datetime64[D]")
+
+
+def test_parquet_with_datetime_dates_and_idempotence(tmp_path):
+    raw = pd.DataFrame(
+        {
+            "parcel_id": [1, 1, 2],
+            "date": pd.to_datetime(["2023-05-02", "2023-05-01", "2023-05-01"]),
+            "ndvi": [0.5, 0.4, 0.3],
+        }
+    )
+    raw.to_parquet(tmp_path / "ts.parquet")
+    t = read_timeseries(tmp_path / "ts.parquet")
+    assert t["parcel_id"].tolist() == ["1", "1", "2"]
+    assert t["date"].dt.strftime("%Y-%m-%d").tolist() == ["2023-05-01", "2023-05-02", "2023-05-01"]
+    again = normalize_timeseries(t)
+    pd.testing.assert_frame_equal(again, t)

@@ -201,3 +201,26 @@ def test_decisions_of_two_campaigns_do_not_mix(engine, factories) -> None:  # ty
     cases = list_cases(engine)
     assert set(cases["campaign"]) == {2023, 2025}
     assert len(list_cases(engine, campaign=2023)) == len(list_cases(engine, campaign=2025))
+
+
+def test_empty_batch_changes_nothing(engine, factories) -> None:  # type: ignore[no-untyped-def]
+    _, _, decisions = factories.decisions(5)
+    summary = sync_decisions(engine, decisions.iloc[:0], run_id="empty", now=NOW)
+    assert summary.as_dict() == dict.fromkeys(summary.as_dict(), 0)
+    assert _counts(engine) == {"decisions": 0, "cases": 0, "audit_log": 0}
+
+
+def test_list_cases_errors_are_clear(db_url: str) -> None:
+    import pytest
+
+    from s3tr.errors import ConfigError, DatabaseError
+    from s3tr.review import make_engine
+
+    engine = make_engine(db_url)
+    try:
+        with pytest.raises(DatabaseError, match="s3tr db upgrade"):
+            list_cases(engine)  # never migrated
+        with pytest.raises(ConfigError, match="unknown case state"):
+            list_cases(engine, state="closed")
+    finally:
+        engine.dispose()

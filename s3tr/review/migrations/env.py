@@ -32,7 +32,12 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError(
+            "set sqlalchemy.url, or run the migrations through s3tr.review.migrate.upgrade(url)"
+        )
+    engine = make_engine(url)
     try:
         with engine.connect() as conn:
             _run(conn)

@@ -1,0 +1,176 @@
+"""Quality of the markers on real ground truth (prints figures; never asserts).
+
+    PYTHONPATH=. python benchmarks/quality.py            # full run (about 3-5 minutes on 2 cores)
+    PYTHONPATH=. python benchmarks/quality.py --quick    # fewer folds and a crop subset (about 1 minute)
+    PYTHONPATH=. python benchmarks/quality.py --refit    # also print the mowing scorer refitted on all sites
+
+Data: ``../shared/data`` or ``$S3TR_REALDATA``.
+
+- Mowing, Slovak camera set (``grassland_mowing/test``, 399 plot-years, 44 sites, +-10 days, one-to-one):
+  the Sen4CAP-like baseline of DESIGN.md (no fitted parameter, scored on all plots), our detector with its
+  shipped parameters (fitted on all sites: an in-sample figure, shown for reference only), and the honest
+  figure: our detector fitted and thresholded inside each fold of a cross-validation **grouped by site**,
+  with the bands (blue/NIR/SWIR) and with NDVI alone.
+- Crop, UCR Crop (7,200 series, 24 classes): stratified k-fold CV of the shipped classifier: accuracy
+  (95 % Wilson interval), macro-F1, ECE over 15 equal-width bins, coverage and precision at p >= 0.9, and the
+  time to train on all 7,200 series.
+- Crop, TempCNN (FORMOSAT-2 NIR/R/G pixels): trained on its train split, scored on its test split per pixel
+  and per parcel (mean probability over the parcel's pixels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from s3tr.markers.crop import CropFeatureConfig, train_crop_model  # noqa: E402
+from s3tr.markers.datasets import load_slovak_mowing, load_tempcnn, load_ucr_crop  # noqa: E402
+from s3tr.markers.evaluate import evaluate_crop, evaluate_mowing  # noqa: E402
+from s3tr.markers.mowing import MowingParams, mowing_marker  # noqa: E402
+from s3tr.markers.tuning import cross_validate_crop, cross_validate_mowing, fit_mowing_params  # noqa: E402
+
+
+def _root() -> Path:
+    env = os.environ.get("S3TR_REALDATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+def _fmt(r: dict, keys: tuple[str, ...]) -> str:
+    return "  ".join(f"{k}={r[k]:.3f}" if isinstance(r[k], float) else f"{k}={r[k]}" for k in keys)
+
+
+MOW_KEYS = (
+    "precision",
+    "recall",
+    "f1",
+    "season_balanced_accuracy",
+    "season_sensitivity",
+    "season_specificity",
+)
+CROP_KEYS = ("accuracy", "macro_f1", "ece_15_bins", "coverage_at_threshold", "precision_at_threshold")
+
+
+def mowing(root: Path, *, quick: bool, refit: bool) -> None:
+    print("== Mowing: Slovak camera set (grassland_mowing/test), tolerance 10 days")
+    ds = load_slovak_mowing(root / "grassland_mowing")
+    pids = ds.table["parcel_id"].unique().tolist()
+    truth = ds.truth[ds.truth["parcel_id"].isin(set(pids))]
+    print(f"   {len(pids)} plot-years, {ds.sites.nunique()} sites, {len(truth)} true mowings")
+    for name, params in (
+        ("baseline (Sen4CAP-like, DESIGN.md)", MowingParams(method="baseline")),
+        ("ours, shipped params (in-sample!)", MowingParams()),
+    ):
+        t0 = time.perf_counter()
+        ev = mowing_marker(ds.table, params=params).events
+        dt = time.perf_counter() - t0
+        print(f"   {name:38s} {_fmt(evaluate_mowing(ev, truth, pids), MOW_KEYS)}  ({dt:.2f} s)")
+        unmown = set(pids) - set(truth["parcel_id"])
+        grazed = unmown & set(ds.grazing["parcel_id"])
+        hit = set(ev["parcel_id"])
+        print(
+            f"   {'':38s} unmown plot-years with a detection: {len(hit & grazed)} of {len(grazed)} grazed, "
+            f"{len(hit & (unmown - grazed))} of {len(unmown - grazed)} neither mown nor grazed"
+        )
+    folds = 3 if quick else 5
+    for label, ndvi_only in (("bands", False), ("NDVI only", True)):
+        t0 = time.perf_counter()
+        r = cross_validate_mowing(ds.table, truth, ds.sites, n_splits=folds, ndvi_only=ndvi_only)
+        fold = ", ".join(f"{f:.3f}" for f in r["fold_f1"])
+        print(
+            f"   ours, {folds}-fold CV by site, {label:9s}    {_fmt(r, MOW_KEYS)}"
+            f"  (fold F1 {fold}; {time.perf_counter() - t0:.0f} s)"
+        )
+    if refit:
+        params, r = fit_mowing_params(ds.table, truth)
+        print("   refit on all sites:", _fmt(r, MOW_KEYS))
+        print("   threshold", params.threshold, "separation", params.min_separation_days)
+        print("  ", params.scorer_bands)
+        print("  ", params.scorer_ndvi)
+
+
+def crop_ucr(root: Path, *, quick: bool) -> None:
+    print("== Crop: UCR Crop (train split, 46 NDVI dates 8 days apart from 1 January)")
+    table, labels = load_ucr_crop(root / "ucr_crop")
+    if quick:
+        keep = labels.groupby("label", group_keys=False).head(100)
+        table = table[table["parcel_id"].isin(set(keep["parcel_id"]))]
+        labels = keep
+    folds = 3 if quick else 5
+    t0 = time.perf_counter()
+    r = cross_validate_crop(table, labels, n_splits=folds)
+    ci = r["accuracy_ci95"]
+    print(
+        f"   {len(labels)} series, {folds}-fold stratified CV: {_fmt(r, CROP_KEYS)}  "
+        f"(accuracy 95% CI {ci[0]:.3f}-{ci[1]:.3f}; fit {r['fit_seconds']:.0f} s/fold; "
+        f"{time.perf_counter() - t0:.0f} s)"
+    )
+    if not quick:
+        t0 = time.perf_counter()
+        train_crop_model(table, labels, seed=0)
+        print(
+            f"   training on all {len(labels)} series: {time.perf_counter() - t0:.0f} s "
+            "(goal < 600 s, 2 cores)"
+        )
+
+
+def crop_tempcnn(root: Path) -> None:
+    print("== Crop: TempCNN (FORMOSAT-2 NIR/R/G pixels, 13 classes), train split -> test split")
+    cfg = CropFeatureConfig(columns=("ndvi", "B08", "B04", "B03"))
+    tr, tr_lab = load_tempcnn(root / "tempcnn_france", "train")
+    te, te_lab = load_tempcnn(root / "tempcnn_france", "test")
+    model = train_crop_model(tr, tr_lab, seed=0, config=cfg, groups=tr_lab.set_index("parcel_id")["polygon"])
+    pred = model.predict(te)
+    print(f"   per pixel  ({len(te_lab)}): {_fmt(evaluate_crop(pred, te_lab), CROP_KEYS)}")
+    # Per parcel: mean calibrated probability over the parcel's pixels.
+    from s3tr.markers.crop import build_features
+
+    proba = model.predict_proba_features(build_features(te, cfg))
+    df = pd.DataFrame(proba, columns=model.classes)
+    df["polygon"] = te_lab.set_index("parcel_id").loc[build_features(te, cfg).index, "polygon"].to_numpy()
+    mean = df.groupby("polygon").mean()
+    parcel_pred = pd.DataFrame(
+        {
+            "parcel_id": mean.index,
+            "predicted": np.asarray(model.classes)[mean.to_numpy().argmax(1)],
+            "probability": mean.to_numpy().max(1),
+        }
+    )
+    parcel_lab = te_lab.drop_duplicates("polygon").rename(columns={"polygon": "pid"})
+    parcel_lab = pd.DataFrame({"parcel_id": parcel_lab["pid"], "label": parcel_lab["label"]})
+    print(f"   per parcel ({len(parcel_lab)}): {_fmt(evaluate_crop(parcel_pred, parcel_lab), CROP_KEYS)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="3 folds and a 2,400-series crop subset")
+    ap.add_argument(
+        "--refit", action="store_true", help="print mowing scorer coefficients fitted on all sites"
+    )
+    ap.add_argument("--only", choices=("mowing", "ucr", "tempcnn"), help="run one part")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    root = _root()
+    if not root.is_dir():
+        sys.exit(f"real data not found at {root} (set S3TR_REALDATA)")
+    t0 = time.perf_counter()
+    if args.only in (None, "mowing"):
+        mowing(root, quick=args.quick, refit=args.refit)
+    if args.only in (None, "ucr"):
+        crop_ucr(root, quick=args.quick)
+    if args.only in (None, "tempcnn"):
+        crop_tempcnn(root)
+    print(f"total {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

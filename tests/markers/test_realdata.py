@@ -1,0 +1,91 @@
+"""Marker quality on real ground truth, with floors that fail when quality regresses.
+
+Floors sit slightly below the figures measured when they were set (see ``benchmarks/quality.py``); subsets and
+small folds keep the file to about 30 s.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+import pytest
+
+from s3tr.markers.crop import make_classifier
+from s3tr.markers.datasets import load_slovak_mowing, load_ucr_crop
+from s3tr.markers.evaluate import evaluate_mowing
+from s3tr.markers.mowing import MowingParams, mowing_marker
+from s3tr.markers.tuning import cross_validate_crop, cross_validate_mowing
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def slovak(realdata):
+    ds = load_slovak_mowing(realdata / "grassland_mowing")
+    pids = ds.table["parcel_id"].unique().tolist()
+    return ds, pids, ds.truth[ds.truth["parcel_id"].isin(set(pids))]
+
+
+def test_loader_hides_the_ground_truth_columns(slovak):
+    ds, pids, truth = slovak
+    assert not any(c.lower().startswith(("mow", "nmow", "grazing", "ngraz")) for c in ds.table.columns)
+    assert len(pids) == 399 and ds.sites.nunique() == 44 and len(truth) == 399
+
+
+def test_mowing_beats_the_baseline_on_the_slovak_set(slovak):
+    ds, pids, truth = slovak
+    base = evaluate_mowing(
+        mowing_marker(ds.table, params=MowingParams(method="baseline")).events, truth, pids
+    )
+    ours = evaluate_mowing(mowing_marker(ds.table).events, truth, pids)
+    # The baseline re-implementation lands where DESIGN.md says (about 0.64).
+    assert 0.60 <= base["f1"] <= 0.70
+    # Shipped parameters were fitted on these sites: in-sample, so the floor is high.
+    assert ours["f1"] >= 0.80 and ours["season_balanced_accuracy"] >= 0.80
+    assert ours["f1"] >= base["f1"] + 0.12
+
+
+def test_mowing_cross_validated_by_site(slovak, caplog):
+    ds, _, truth = slovak
+    caplog.set_level(logging.ERROR)
+    r = cross_validate_mowing(
+        ds.table, truth, ds.sites, n_splits=3, thresholds=(0.4, 0.5, 0.6), separations=(28,)
+    )
+    # Held-out sites only: measured F1 0.795, balanced accuracy 0.805 with this coarse grid.
+    assert r["f1"] >= 0.77, r
+    assert r["season_balanced_accuracy"] >= 0.76, r
+
+
+def test_crop_cross_validated_on_ucr_subset(realdata):
+    table, labels = load_ucr_crop(realdata / "ucr_crop")
+    keep = labels.groupby("label", group_keys=False).head(60)
+    table = table[table["parcel_id"].isin(set(keep["parcel_id"]))]
+    r = cross_validate_crop(
+        table, keep, n_splits=3, make_estimator=lambda s: make_classifier(seed=s, n_estimators=150)
+    )
+    assert isinstance(r["predictions"], pd.DataFrame) and len(r["predictions"]) == len(keep)
+    assert r["accuracy"] >= FLOOR_ACC, r
+    assert r["ece_15_bins"] <= CEIL_ECE, r
+
+
+FLOOR_ACC = 0.645  # measured 0.679 (1,440 series, 3 folds, 150 trees)
+CEIL_ECE = 0.06  # measured 0.039
+
+
+def test_activity_on_the_slovak_set(slovak):
+    from s3tr.markers.activity import detect_activity
+
+    ds, _, truth = slovak
+    a = detect_activity(ds.table)
+    mowed = a["parcel_id"].isin(set(truth["parcel_id"]))
+    grazed = a["parcel_id"].isin(set(ds.grazing["parcel_id"]))
+    idle = ~mowed & ~grazed
+    assert idle.sum() == 22
+    # Measured: 0.851 of mowed plot-years active; 0.818 of the 22 neither mowed nor grazed inactive.
+    assert a.loc[mowed, "activity"].mean() >= 0.82
+    assert 1 - a.loc[idle, "activity"].mean() >= 0.77
+    # One plot-year has a 61-day cloudy gap: not enough data, never a crash or a guess.
+    assert a["status"].isin({"ok", "not_enough_data"}).all() and (a["status"] == "ok").mean() >= 0.98
+    assert not a.loc[a["status"] == "not_enough_data", "activity"].any()
+    assert set(a.loc[a["activity"], "evidence"]) <= {"mowing", "bare_soil", "grazing"}
