@@ -173,9 +173,8 @@ def nightly(
 
     Exit code 0 when everything succeeded, 3 when some items failed (partial run), 1 when the run failed.
     """
-    from s3tr.demo.runner import load_demo_crop_model
     from s3tr.nightly.config import load_run_config
-    from s3tr.nightly.pipeline import run_pipeline
+    from s3tr.nightly.pipeline import load_crop_model, run_pipeline
     from s3tr.nightly.report import write_report
 
     try:
@@ -185,7 +184,7 @@ def nightly(
                 cfg,
                 workdir=workdir,
                 db_url=db,
-                crop_model=load_demo_crop_model(),
+                crop_model=load_crop_model(cfg.crop_model),
                 progress=bars,
                 only_tiles=tuple(only) if only else None,
             )
@@ -208,11 +207,13 @@ crop_app = typer.Typer(help="Crop-group classifier.", no_args_is_help=True)
 evaluate_app = typer.Typer(help="Score markers against ground truth.", no_args_is_help=True)
 cases_app = typer.Typer(help="The review queue.", no_args_is_help=True)
 db_app = typer.Typer(help="The review database.", no_args_is_help=True)
+qa_app = typer.Typer(help="Quality assessment of the monitoring.", no_args_is_help=True)
 markers_app.add_typer(crop_app, name="crop")
 app.add_typer(markers_app, name="markers")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(cases_app, name="cases")
 app.add_typer(db_app, name="db")
+app.add_typer(qa_app, name="qa")
 
 TsOpt = Annotated[Path, typer.Option("--timeseries", help="Time-series table (CSV or Parquet).")]
 
@@ -362,6 +363,38 @@ def cases_list(
         for row in cases.itertuples(index=False):
             table.add_row(*("" if v is None else str(v) for v in row))
         out.print(table)
+
+
+@qa_app.command("sample")
+def qa_sample_cmd(
+    out_path: Annotated[Path, typer.Option("--out", help="Sample table (.csv or .parquet).")],
+    seed: Annotated[
+        int, typer.Option(help="Random seed: the same decisions and seed give the same sample.")
+    ] = 0,
+    db: DbOpt = None,
+    workdir: WorkdirOpt = DEFAULT_WORKDIR,
+    campaign: Annotated[int | None, typer.Option(help="Only this campaign.")] = None,
+    per_control: Annotated[int, typer.Option(help="Parcels drawn per control at most.")] = 300,
+    per_holding: Annotated[int, typer.Option(help="Parcels per holding (PACAGE) and control at most.")] = 3,
+) -> None:
+    """Draw the QA sample: up to 300 parcels per control, at most 3 per holding, reproducibly."""
+    from s3tr.decide.qa import qa_sample
+    from s3tr.extract import write_table
+    from s3tr.review.cases import current_decisions
+    from s3tr.review.database import make_engine
+
+    engine = make_engine(_db_url(db, workdir))
+    try:
+        decisions = current_decisions(engine, campaign=campaign)
+        sample = qa_sample(decisions, seed=seed, per_control=per_control, per_holding=per_holding)
+        sample["reasons"] = sample["reasons"].map(";".join)
+        write_table(sample, out_path)
+    except S3trError as exc:
+        raise _fail(exc) from exc
+    finally:
+        engine.dispose()
+    counts = ", ".join(f"{c} {n}" for c, n in sample.groupby("control").size().items())
+    out.print(f"{len(sample)} parcels sampled ({counts}) -> {out_path}")
 
 
 def main() -> None:

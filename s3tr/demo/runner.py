@@ -11,7 +11,7 @@ from typing import Any
 
 from s3tr.errors import WorkdirError
 from s3tr.nightly.config import RunConfig
-from s3tr.nightly.pipeline import ProgressCallback, RunResult, prepare_workdir, run_pipeline
+from s3tr.nightly.pipeline import ProgressCallback, RunResult, load_crop_model, prepare_workdir, run_pipeline
 from s3tr.nightly.report import summarize, write_report
 
 __all__ = ["DemoOutcome", "demo_run_config", "ensure_season", "run_demo"]
@@ -52,19 +52,6 @@ def ensure_season(workdir: Path, *, seed: int, progress: ProgressCallback | None
     return root
 
 
-def load_demo_crop_model() -> object | None:
-    """The crop-group model shipped in ``models/`` (trained on another demo season), if present."""
-    from s3tr.markers.crop import CropModel
-    from s3tr.settings import find_models_dir, get_settings
-
-    models = find_models_dir(get_settings())
-    path = models / "crop_group" / "model.joblib" if models else None
-    if path is None or not path.exists():
-        log.warning("no crop-group model found (looked for models/crop_group/model.joblib)")
-        return None
-    return CropModel.load(path)
-
-
 def demo_run_config(root: Path, **overrides: object) -> RunConfig:
     """The run configuration of the demo season in ``root`` (its parcels, catalog and season)."""
     fields: dict[str, object] = {
@@ -84,7 +71,7 @@ def run_demo(workdir: Path, *, seed: int = 0, progress: ProgressCallback | None 
     workdir = prepare_workdir(Path(workdir))
     root = ensure_season(workdir, seed=seed, progress=progress)
     result = run_pipeline(
-        demo_run_config(root), workdir=workdir, crop_model=load_demo_crop_model(), progress=progress
+        demo_run_config(root), workdir=workdir, crop_model=load_crop_model(), progress=progress
     )
     score = score_run(result.decisions, result.evidence, result.series, root / "truth")
     report = write_report(result, workdir / "report.html", score=score)

@@ -73,6 +73,8 @@ CANDIDATE_FEATURES = (
     "ndmi_after",
 )
 NDVI_FEATURES = CANDIDATE_FEATURES[:7]
+#: With the reflectance bands: NDVI features plus band changes.
+BAND_FEATURES = CANDIDATE_FEATURES[:12]
 #: What the pipeline's long table carries (indices only): NDVI features plus NDMI and BSI changes.
 INDEX_FEATURES = (*NDVI_FEATURES, "d_ndmi", "d_bsi", "ndmi_after")
 
@@ -107,7 +109,7 @@ class MowingScorer:
 # Fitted on all 44 Slovak camera sites (grassland_mowing/test) by `python benchmarks/quality.py --refit`;
 # the honest estimate of their quality is the grouped cross-validation in the same benchmark.
 DEFAULT_SCORER_BANDS = MowingScorer(
-    features=CANDIDATE_FEATURES,
+    features=BAND_FEATURES,
     mean=(
         0.7971,
         0.5994,
@@ -128,10 +130,10 @@ DEFAULT_SCORER_BANDS = MowingScorer(
 )
 DEFAULT_SCORER_INDICES = MowingScorer(
     features=INDEX_FEATURES,
-    mean=(0.0,) * 10,
-    scale=(1.0,) * 10,
-    coef=(0.0,) * 10,
-    intercept=0.0,
+    mean=(0.7971, 0.5994, 0.1977, 0.1673, 15.41, -0.07247, 0.05907, -0.1133, 0.1223, -0.1042),
+    scale=(0.0933, 0.1368, 0.1238, 0.1232, 10.23, 0.1113, 0.1131, 0.168, 0.1611, 0.1481),
+    coef=(0.3695, -0.618, 0.9611, -0.7021, -0.4933, 0.738, 0.06632, -1.007, 0.8787, -0.746),
+    intercept=-1.252,
 )
 DEFAULT_SCORER_NDVI = MowingScorer(
     features=NDVI_FEATURES,
@@ -351,7 +353,8 @@ def _score(x: np.ndarray, params: MowingParams) -> np.ndarray:
     for scorer in (params.scorer_indices, params.scorer_bands):
         cols = [CANDIDATE_FEATURES.index(f) for f in scorer.features]
         known = np.isfinite(x[:, cols]).all(axis=1)
-        conf = np.where(known, scorer.score(np.nan_to_num(x)), conf)
+        if known.any():
+            conf[known] = scorer.score(np.nan_to_num(x[known]))
     return conf
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from s3tr.markers.evaluate import evaluate_mowing
 from s3tr.markers.mowing import (
-    CANDIDATE_FEATURES,
+    BAND_FEATURES,
     INDEX_FEATURES,
     NDVI_FEATURES,
     MowingParams,
@@ -26,7 +26,13 @@ from s3tr.markers.mowing import (
     mowing_marker,
 )
 
-__all__ = ["cross_validate_crop", "cross_validate_mowing", "fit_mowing_params", "label_candidates", "restrict_columns"]
+__all__ = [
+    "cross_validate_crop",
+    "cross_validate_mowing",
+    "fit_mowing_params",
+    "label_candidates",
+    "restrict_columns",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +97,7 @@ def fit_mowing_params(
     cands = candidate_table(table, params=base)
     y = label_candidates(cands, truth)
     scorers = {}
-    for name, feats in (("ndvi", NDVI_FEATURES), ("indices", INDEX_FEATURES), ("bands", CANDIDATE_FEATURES)):
+    for name, feats in (("ndvi", NDVI_FEATURES), ("indices", INDEX_FEATURES), ("bands", BAND_FEATURES)):
         known = cands[list(feats)].notna().all(axis=1).to_numpy()
         scorers[name] = (
             fit_scorer(cands[known], y[known], features=feats, c=c)

@@ -45,6 +45,11 @@ class RunConfig(BaseModel):
         description="A parcel-date is a valid observation when this share of its pixels is clear.",
     )
     workers: int = Field(2, ge=1, description="Local worker processes reading and reducing acquisitions.")
+    crop_model: Path | None = Field(
+        None,
+        description="Crop-group model (model.joblib); default: crop_group/model.joblib in the models folder "
+        "(S3TR_MODELS_DIR, ./models or the source checkout's models/).",
+    )
 
 
 def load_run_config(path: Path, **overrides: object) -> RunConfig:
@@ -54,7 +59,7 @@ def load_run_config(path: Path, **overrides: object) -> RunConfig:
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read run configuration {path}: {exc}") from exc
     raw.update({k: v for k, v in overrides.items() if v is not None})
-    for key in ("parcels", "catalog"):
+    for key in ("parcels", "catalog", "crop_model"):
         if key in raw and not Path(raw[key]).is_absolute():
             raw[key] = str(Path(path).parent / raw[key])
     try:

@@ -100,6 +100,24 @@ class _Timer:
         self.timings[self.stage] = self.timings.get(self.stage, 0.0) + time.perf_counter() - self.t0
 
 
+def load_crop_model(path: Path | None = None) -> object | None:
+    """Load the crop-group model at ``path``, or the default one of the models folder.
+
+    Returns None (the crop control then stays orange for lack of evidence) when no path is given
+    and no default model exists; a given path that cannot be loaded is an error.
+    """
+    from s3tr.markers.crop import CropModel
+    from s3tr.settings import find_models_dir, get_settings
+
+    if path is None:
+        models = find_models_dir(get_settings())
+        path = models / "crop_group" / "model.joblib" if models else None
+        if path is None or not path.exists():
+            log.warning("no crop-group model found (looked for models/crop_group/model.joblib)")
+            return None
+    return CropModel.load(path)
+
+
 def prepare_workdir(workdir: Path) -> Path:
     """Create ``workdir`` and check it is writable, with an error that names it otherwise."""
     workdir = Path(workdir)

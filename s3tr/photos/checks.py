@@ -698,7 +698,7 @@ def _check_heading(
             details,
         )
     if not points_at_parcel:
-        target = to_nearest if parcel.distance(p) > 0 else to_centroid
+        target = to_centroid  # "where the parcel is", as the farmer sees it on the map
         fr = (
             f"L'appareil photo était tourné vers le {dir_fr} ({heading:.0f}°) alors que la parcelle est "
             f"vers le {_compass(target, 'fr')} ({target:.0f}°). Reprenez la photo en visant la parcelle."

@@ -72,7 +72,10 @@ _PARSE_BUDGET_S = 1.0
 _PHASH_GRID = 32
 _PHASH_BITS_SIDE = 8
 
-_NEXT_MARKER = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
+# A marker inside entropy-coded data: 0xFF then a byte that is not stuffing (00), a restart
+# marker (D0-D7) or fill (FF). One FF only: "\xff+" here backtracks quadratically on long
+# runs of FF (40 kB took 5 s); the match then starts at the last fill byte, which is right.
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 _FILL = re.compile(rb"\xff+")
 
 # EXIF / TIFF field types -> size in bytes of one value (TIFF 6.0 and EXIF 2.32).
@@ -972,7 +975,9 @@ def read_photo(
 
     fields = _ExifFields()
     has_exif = False
-    if layout.exif is not None:
+    if layout.exif is not None and not layout.exif.strip(b"\x00"):
+        fields.declared["exif_empty"] = True  # an app stripped the block but left its header
+    elif layout.exif is not None:
         tiff, neutralised = _sanitize_exif(layout.exif, deadline=deadline)
         try:
             fields = _read_exif_fields(tiff, local_tz=local_tz)

@@ -873,6 +873,32 @@ def list_cases(
     return pd.DataFrame(rows, columns=[*CASE_COLUMNS, "department", "pacage", "outcome", "version"])
 
 
+def current_decisions(engine: Engine, *, campaign: int | None = None) -> pd.DataFrame:
+    """The current decision of every (campaign, parcel, control), sorted by parcel then control.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``campaign, id_parcel, control, flag, reasons`` (list of codes), ``department, pacage,
+        surf_parc, ruleset_version, run_id``.
+    """
+    t = table_of(Decision)
+    cols = ["campaign", "id_parcel", "control", "flag", "reasons", "department", "pacage", "surf_parc"]
+    cols += ["ruleset_version", "run_id"]
+    stmt = select(*(t.c[c] for c in cols)).where(t.c.is_current).order_by(t.c.id_parcel, t.c.control)
+    if campaign is not None:
+        stmt = stmt.where(t.c.campaign == int(campaign))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+    except (OperationalError, ProgrammingError) as exc:
+        raise DatabaseError(
+            f"cannot read the decisions of {engine.url.render_as_string(hide_password=True)} ({exc.orig}); "
+            "if the database is new, run `s3tr db upgrade` with the same --db/--workdir"
+        ) from exc
+    return pd.DataFrame(rows, columns=cols)
+
+
 def count_rows(engine: Engine, table: str) -> int:
     """Number of rows of a review table (for summaries and tests)."""
     from s3tr.review.models import Base

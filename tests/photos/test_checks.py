@@ -228,3 +228,18 @@ def test_bad_inputs_are_refused(kit, good_photo):
     }
     with pytest.raises(ParcelGeometryError, match="WGS84"):
         check_photo(info, parcel_geometry_wgs84=projected, **base)
+
+
+def test_multipolygon_and_self_intersecting_parcels(kit):
+    from shapely.geometry import MultiPolygon, Polygon
+
+    # The parcel plus a far-away second piece 1 km east: a photo on the second piece is inside.
+    east = [kit.offset_position(dx, dy) for dx, dy in [(900, -50), (1100, -50), (1100, 50), (900, 50)]]
+    multi = MultiPolygon([kit.parcel, Polygon(east)])
+    assert run(kit, photo_at(kit, 1000, 0), parcel_geometry_wgs84=multi)["position"].passed is True
+    assert run(kit, photo_at(kit, 1000, 0))["position"].passed is False
+    # A bow-tie outline (self-intersecting) is repaired, not refused.
+    a, b, c, d = (kit.offset_position(x, y) for x, y in [(-100, -75), (100, 75), (100, -75), (-100, 75)])
+    bowtie = Polygon([a, b, c, d])
+    assert not bowtie.is_valid
+    assert run(kit, photo_at(kit, 60, 0), parcel_geometry_wgs84=bowtie)["position"].passed is True

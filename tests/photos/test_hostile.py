@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -185,7 +186,12 @@ def test_exif_absurd_counts_and_bad_pointers_are_neutralised(plain):
         (0x8825, 4, 1, 0x00FFFFFF),  # GPS IFD far outside the block
         (0x0131, 2, 4, 0x41424300),  # Software "ABC" inline: fine
     ]
-    info = finishes(lambda: read_photo(with_app1(plain, _tiff(_ifd(entries)))))
+    data = with_app1(plain, _tiff(_ifd(entries)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        info = finishes(lambda: read_photo(data))
+    # The bad entries were neutralised before Pillow's decoder saw them: it had nothing to warn about.
+    assert [str(w.message) for w in caught] == []
     assert isinstance(info, PhotoInfo)
     assert info.has_exif
     assert info.camera_make is None and info.camera_model is None and info.lat is None
@@ -195,6 +201,10 @@ def test_exif_absurd_counts_and_bad_pointers_are_neutralised(plain):
 
 def test_garbage_exif_header(plain):
     assert rejected(with_app1(plain, b"Exif\x00\x00XX\x00*" + bytes(30))).code == "exif_malformed"
+    # An emptied block (header only) is simply no EXIF.
+    info = finishes(lambda: read_photo(with_app1(plain, b"Exif\x00\x00")))
+    assert not info.has_exif
+    assert info.device_declared["exif_empty"] is True
 
 
 # --------------------------------------------------------------------------- fuzzing
@@ -244,3 +254,28 @@ def test_real_image_with_pixels_limit_default_is_read(kit):
     img.save(buf, "JPEG", quality=80, exif=kit.make_exif())
     info = finishes(lambda: read_photo(buf.getvalue()))
     assert (info.width, info.height) == (3000, 2000)
+
+
+def _scan_start(jpeg: bytes) -> int:
+    sos = jpeg.index(b"\xff\xda")
+    return sos + 2 + struct.unpack(">H", jpeg[sos + 2 : sos + 4])[0]
+
+
+@pytest.mark.parametrize("ending", [b"", b"\xff\xd9", b"\x00\xff\xd9"])
+def test_long_runs_of_ff_in_the_image_data(plain, ending):
+    # A naive "\xff+" marker search backtracks quadratically on runs of 0xFF (40 kB took 5 s).
+    data = plain[: _scan_start(plain)] + b"\xff" * 2_000_000 + ending
+    try:
+        info = finishes(lambda: read_photo(data))
+    except PhotoRejected as err:
+        assert err.code in {"truncated", "malformed"}
+    else:
+        assert (info.width, info.height) == (64, 48)
+
+
+def test_metadata_walk_is_time_boxed(monkeypatch, good_photo):
+    # The CPU budget is what stops a structure the limits did not foresee; with none left, refuse.
+    import s3tr.photos.exif as exif_module
+
+    monkeypatch.setattr(exif_module, "_PARSE_BUDGET_S", -1.0)
+    assert rejected(good_photo).code == "too_slow"
