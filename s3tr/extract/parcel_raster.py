@@ -26,6 +26,7 @@ import shapely
 import xarray as xr
 from affine import Affine
 from pyproj import CRS
+
 from s3tr.extract._kernels import chunk_slots, reduce_runs
 from s3tr.extract._scanline import gdal_inverse, polygon_runs
 from s3tr.extract.errors import ExtractParcelsError, ExtractValueError
@@ -222,6 +223,13 @@ class ParcelRaster:
             _time.perf_counter() - t0,
         )
         return pr
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The per-thread chunking is cheap to rebuild and depends on the receiving process's
+        # thread count: do not ship it to worker processes.
+        state = self.__dict__.copy()
+        state["_chunks"] = {}
+        return state
 
     # ------------------------------------------------------------------ accessors
     @property

@@ -19,8 +19,9 @@ Two detectors share the interface:
   (:class:`MowingScorer`). Single-date dips that come straight back are removed first. Candidates above
   ``threshold`` are events, at most one per ``min_separation_days``; the score is the event's confidence.
   The scorer's coefficients and the threshold were chosen by cross-validation grouped by site on the
-  Slovak camera set (``benchmarks/quality.py`` prints the figures and can refit them). Without the bands
-  an NDVI-only scorer is used.
+  Slovak camera set (``benchmarks/quality.py`` prints the figures and can refit them). Three scorers share
+  the candidates: with the bands, with the pipeline's indices only (NDVI, NDMI, BSI -- the SWIR signal of the
+  cut reaches NDMI and BSI), and with NDVI alone; each candidate gets the richest one its data allow.
 
 Sentinel-1 columns (``vv``, ``vh``, ``coherence``) are not used yet: the shared data hold no S1 series with
 mowing truth in this table's form to fit and check them on, and an unchecked rule would only add noise.

@@ -52,7 +52,12 @@ def test_mowing_cross_validated_by_site(slovak, caplog):
     r = cross_validate_mowing(
         ds.table, truth, ds.sites, n_splits=3, thresholds=(0.4, 0.5, 0.6), separations=(28,)
     )
-    # Held-out sites only: measured F1 0.795, balanced accuracy 0.805 with this coarse grid.
+    # The pipeline's table has indices only (NDVI, NDMI, BSI), no bands.
+    ri = cross_validate_mowing(
+        ds.table, truth, ds.sites, n_splits=3, thresholds=(0.4, 0.5, 0.6), separations=(28,), data="indices"
+    )
+    assert ri["f1"] >= INDICES_FLOOR, ri
+    # Held-out sites only: measured F1 0.813, balanced accuracy 0.822 with this coarse grid.
     assert r["f1"] >= 0.77, r
     assert r["season_balanced_accuracy"] >= 0.76, r
 
@@ -89,3 +94,6 @@ def test_activity_on_the_slovak_set(slovak):
     assert a["status"].isin({"ok", "not_enough_data"}).all() and (a["status"] == "ok").mean() >= 0.98
     assert not a.loc[a["status"] == "not_enough_data", "activity"].any()
     assert set(a.loc[a["activity"], "evidence"]) <= {"mowing", "bare_soil", "grazing"}
+
+
+INDICES_FLOOR = 0.77  # measured 0.801 (3 folds, coarse grid)

@@ -1,0 +1,216 @@
+"""FastAPI dependencies: the engine, sessions, the clock, and the authenticated user.
+
+Authentication is ``Authorization: Bearer <token>``; the token is checked against its stored
+hash (:func:`s3tr.review.users.verify_token`). Missing, malformed, unknown, expired and revoked
+tokens all get the same 401 with ``WWW-Authenticate`` (no hint which).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from s3tr.api.problems import ApiProblem
+from s3tr.photos import DEFAULT_MAX_BYTES
+from s3tr.review.models import ApiToken, User, table_of
+from s3tr.review.users import InvalidTokenError, TokenUser, hash_token, verify_token
+
+__all__ = [
+    "ApiSettings",
+    "Clock",
+    "CurrentFarmer",
+    "CurrentInstructor",
+    "CurrentUser",
+    "EngineDep",
+    "Lang",
+    "SessionDep",
+    "SettingsDep",
+]
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_\-.~+/]{16,256}=*$")
+
+
+@dataclass
+class ApiSettings:
+    """Tunable limits and checks of the API.
+
+    Attributes
+    ----------
+    max_upload_bytes
+        Largest accepted photo, bytes (413 beyond, counted while the body streams in).
+    position_buffer_m, near_target_m, heading_tolerance_deg
+        Photo-check tolerances (metres, degrees), see :func:`s3tr.photos.check_photo`.
+    target_max_distance_m
+        A requested target point farther than this from the parcel is refused (422): it is
+        most likely a typo or swapped latitude/longitude.
+    clock
+        Returns the current time (timezone-aware UTC); tests pin it to a date of the demo season.
+    """
+
+    max_upload_bytes: int = DEFAULT_MAX_BYTES
+    position_buffer_m: float = 20.0
+    near_target_m: float = 50.0
+    heading_tolerance_deg: float = 60.0
+    target_max_distance_m: float = 1000.0
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+def _engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def _session(request: Request) -> Iterator[Session]:
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session:
+        yield session
+
+
+def _settings(request: Request) -> ApiSettings:
+    return request.app.state.settings
+
+
+def _workdir(request: Request) -> Path | None:
+    return request.app.state.workdir
+
+
+EngineDep = Annotated[Engine, Depends(_engine)]
+SessionDep = Annotated[Session, Depends(_session)]
+SettingsDep = Annotated[ApiSettings, Depends(_settings)]
+WorkdirDep = Annotated[Path | None, Depends(_workdir)]
+
+
+def _now(request: Request) -> datetime:
+    return request.app.state.settings.clock()
+
+
+Clock = Annotated[datetime, Depends(_now)]
+
+
+def _lang(
+    accept_language: Annotated[
+        str | None, Header(description="Preferred language of messages: fr (default) or en.")
+    ] = None,
+) -> str:
+    """``en`` when English comes before French in Accept-Language, else ``fr``."""
+    if not accept_language:
+        return "fr"
+    best, best_q = "fr", -1.0
+    for part in accept_language.split(","):
+        bits = part.strip().split(";")
+        tag = bits[0].strip().lower()[:2]
+        q = 1.0
+        for b in bits[1:]:
+            if b.strip().startswith("q="):
+                try:
+                    q = float(b.strip()[2:])
+                except ValueError:
+                    q = 0.0
+        if tag in ("fr", "en") and q > best_q:
+            best, best_q = tag, q
+    return best
+
+
+Lang = Annotated[str, Depends(_lang)]
+
+_bearer = HTTPBearer(
+    auto_error=False, description="An API token from `s3tr accounts add-farmer/add-instructor`."
+)
+
+
+def _unauthorized(detail: str) -> ApiProblem:
+    return ApiProblem(
+        401,
+        detail,
+        headers={"WWW-Authenticate": 'Bearer realm="s3tr", error="invalid_token"'},
+    )
+
+
+def _current_user(
+    engine: EngineDep,
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> TokenUser:
+    if creds is None:
+        if request.headers.get("authorization"):
+            raise _unauthorized("malformed Authorization header: send 'Authorization: Bearer <token>'")
+        raise _unauthorized("authentication required: send 'Authorization: Bearer <token>'")
+    token = creds.credentials.strip()
+    if not _TOKEN.match(token):
+        raise _unauthorized("malformed bearer token: ask an administrator for a new one")
+    now = request.app.state.settings.clock()
+    known = _recently_verified(engine, token, now)
+    if known is not None:
+        return known
+    try:
+        return verify_token(engine, token, now=now)
+    except InvalidTokenError as exc:
+        raise _unauthorized(str(exc)) from None
+
+
+_LAST_USED_GRANULARITY = timedelta(seconds=60)
+
+
+def _recently_verified(engine: Engine, token: str, now: datetime) -> TokenUser | None:
+    """The token's user when the token is valid and was verified less than a minute ago.
+
+    A read-only check (revocation and expiry are still looked up on every request): it saves
+    the write transaction of :func:`verify_token`, which only refreshes ``last_used_at``, on
+    the hot path; ``None`` sends the caller to :func:`verify_token`.
+    """
+    t, u = table_of(ApiToken), table_of(User)
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(
+                t.c.expires_at,
+                t.c.revoked_at,
+                t.c.last_used_at,
+                u.c.id,
+                u.c.username,
+                u.c.role,
+                u.c.pacage,
+                u.c.department,
+                u.c.active,
+            )
+            .join(u, u.c.id == t.c.user_id)
+            .where(t.c.token_hash == hash_token(token))
+        ).first()
+    if row is None or row.revoked_at is not None or not row.active or row.last_used_at is None:
+        return None
+    expires, last = _utc(row.expires_at), _utc(row.last_used_at)
+    if (expires is not None and expires <= now) or not (now - _LAST_USED_GRANULARITY <= last <= now):
+        return None
+    return TokenUser(int(row.id), row.username, row.role, row.pacage, row.department)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)  # SQLite returns naive UTC
+
+
+CurrentUser = Annotated[TokenUser, Depends(_current_user)]
+
+
+@dataclass(frozen=True)
+class _Role:
+    role: str
+
+    def __call__(self, user: CurrentUser) -> TokenUser:
+        if user.role != self.role:
+            raise ApiProblem(
+                403, f"this endpoint is for {self.role}s; your token is a {user.role}'s", code="wrong-role"
+            )
+        return user
+
+
+CurrentFarmer = Annotated[TokenUser, Depends(_Role("farmer"))]
+CurrentInstructor = Annotated[TokenUser, Depends(_Role("instructor"))]
