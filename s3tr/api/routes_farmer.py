@@ -48,7 +48,9 @@ from s3tr.decide.rules import load_ruleset
 from s3tr.errors import ConfigError
 from s3tr.photos import PhotoRejected, check_photo, read_photo
 from s3tr.review.declarations import record_correction
-from s3tr.review.models import Case, Declaration, Photo, PhotoRequest
+from s3tr.review.cases import _audit
+from s3tr.review.database import session_scope
+from s3tr.review.models import AuditLog, Case, Declaration, Photo, PhotoRequest
 from s3tr.review.requests import DuplicatePhotoError, record_photo
 from s3tr.review.rescore import rescore_parcel
 from s3tr.review.users import TokenUser
@@ -310,6 +312,30 @@ def _process_upload(
         if created:
             remove_stored(path)
         raise
+    # record_photo audits the case transition (first photo only): every stored photo gets its line
+    with session_scope(engine, write=True) as session:
+        session.add(
+            AuditLog(
+                **_audit(
+                    now,
+                    user.username,
+                    "photo_received",
+                    "photo",
+                    done["photo_id"],
+                    case.campaign,
+                    case.id_parcel,
+                    case.control,
+                    None,
+                    {
+                        "request_id": request_id,
+                        "case_id": case.case_id,
+                        "sha256": info.sha256,
+                        "accepted": checks["accepted"],
+                        "failed_checks": [r.name for r in results if r.passed is False],
+                    },
+                )
+            )
+        )
     with sessions() as session:
         photo = session.get(Photo, done["photo_id"])
         assert photo is not None

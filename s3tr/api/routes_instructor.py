@@ -223,6 +223,7 @@ def case_detail(
                 (AuditLog.campaign == case.campaign)
                 & (AuditLog.id_parcel == case.id_parcel)
                 & (AuditLog.entity == "declaration"),
+                (AuditLog.entity == "photo") & (AuditLog.entity_id.in_([str(p.id) for p in photos])),
             )
         )
         .order_by(AuditLog.id)

@@ -139,6 +139,12 @@ def test_photo_request_upload_and_decision(any_env: Env) -> None:
     with Session(env.engine) as s:
         actions = set(s.scalars(select(AuditLog.action).where(AuditLog.entity_id == str(case.case_id))))
     assert {"case_photo_requested", "case_photo_received", "case_decided"} <= actions
+    photo_lines = [a for a in detail["audit"] if a["action"] == "photo_received"]
+    assert [a["details"]["accepted"] for a in photo_lines] == [True, False]
+    assert (
+        photo_lines[1]["details"]["failed_checks"]
+        and "position" in photo_lines[1]["details"]["failed_checks"]
+    )
 
 
 def test_correction_rescores_and_cancels_the_case(any_env: Env) -> None:
