@@ -14,6 +14,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from s3tr.api.commands import accounts_app
 from s3tr.errors import S3trError
 
 app = typer.Typer(
@@ -214,6 +215,7 @@ app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(cases_app, name="cases")
 app.add_typer(db_app, name="db")
 app.add_typer(qa_app, name="qa")
+app.add_typer(accounts_app, name="accounts")
 
 TsOpt = Annotated[Path, typer.Option("--timeseries", help="Time-series table (CSV or Parquet).")]
 
@@ -395,6 +397,23 @@ def qa_sample_cmd(
         engine.dispose()
     counts = ", ".join(f"{c} {n}" for c, n in sample.groupby("control").size().items())
     out.print(f"{len(sample)} parcels sampled ({counts}) -> {out_path}")
+
+
+@app.command("serve")
+def serve_cmd(
+    workdir: WorkdirOpt = DEFAULT_WORKDIR,
+    db: DbOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes.")] = 1,
+) -> None:
+    """Serve the farmer and instructor API (and the photos stored in the workdir)."""
+    from s3tr.api.commands import serve
+
+    try:
+        serve(workdir, db, host, port, workers=workers)
+    except S3trError as exc:
+        raise _fail(exc) from exc
 
 
 def main() -> None:

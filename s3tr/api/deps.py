@@ -8,7 +8,7 @@ tokens all get the same 401 with ``WWW-Authenticate`` (no hint which).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,21 +64,23 @@ class ApiSettings:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
-def _engine(request: Request) -> Engine:
+# Dependencies that do no blocking I/O are ``async``: FastAPI runs sync ones in the thread
+# pool, one hop per dependency and request, which costs more than they do.
+async def _engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
-def _session(request: Request) -> Iterator[Session]:
+async def _session(request: Request) -> AsyncIterator[Session]:
     factory: sessionmaker[Session] = request.app.state.sessions
     with factory() as session:
         yield session
 
 
-def _settings(request: Request) -> ApiSettings:
+async def _settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 
-def _workdir(request: Request) -> Path | None:
+async def _workdir(request: Request) -> Path | None:
     return request.app.state.workdir
 
 
@@ -88,14 +90,14 @@ SettingsDep = Annotated[ApiSettings, Depends(_settings)]
 WorkdirDep = Annotated[Path | None, Depends(_workdir)]
 
 
-def _now(request: Request) -> datetime:
+async def _now(request: Request) -> datetime:
     return request.app.state.settings.clock()
 
 
 Clock = Annotated[datetime, Depends(_now)]
 
 
-def _lang(
+async def _lang(
     accept_language: Annotated[
         str | None, Header(description="Preferred language of messages: fr (default) or en.")
     ] = None,
@@ -204,7 +206,7 @@ CurrentUser = Annotated[TokenUser, Depends(_current_user)]
 class _Role:
     role: str
 
-    def __call__(self, user: CurrentUser) -> TokenUser:
+    async def __call__(self, user: CurrentUser) -> TokenUser:
         if user.role != self.role:
             raise ApiProblem(
                 403, f"this endpoint is for {self.role}s; your token is a {user.role}'s", code="wrong-role"

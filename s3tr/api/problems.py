@@ -231,11 +231,19 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         422: "Invalid input (fields, coordinates, photo content).",
         500: "Unexpected server error.",
     }
-    return {
-        s: {
+    out: dict[int | str, dict[str, Any]] = {}
+    for s in statuses:
+        entry: dict[str, Any] = {
             "description": descriptions.get(s, _TITLES.get(s, "Error")),
             "model": Problem,
             "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
-        for s in statuses
-    }
+        if s == 401:
+            entry["headers"] = {
+                "WWW-Authenticate": {
+                    "description": 'The authentication scheme: Bearer realm="s3tr", error="invalid_token".',
+                    "schema": {"type": "string"},
+                }
+            }
+        out[s] = entry
+    return out

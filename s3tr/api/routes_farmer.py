@@ -47,9 +47,9 @@ from s3tr.api.views import (
 from s3tr.decide.rules import load_ruleset
 from s3tr.errors import ConfigError
 from s3tr.photos import PhotoRejected, check_photo, read_photo
-from s3tr.review.declarations import record_correction
 from s3tr.review.cases import _audit
 from s3tr.review.database import session_scope
+from s3tr.review.declarations import record_correction
 from s3tr.review.models import AuditLog, Case, Declaration, Photo, PhotoRequest
 from s3tr.review.requests import DuplicatePhotoError, record_photo
 from s3tr.review.rescore import rescore_parcel
@@ -197,6 +197,13 @@ def _check_request_scope(sessions: sessionmaker[Session], request_id: int, user:
             raise ApiProblem(404, f"no photo request {request_id} for you")
 
 
+def _discard_unreferenced(sessions: sessionmaker[Session], path: Path, sha256: str) -> None:
+    """Remove a photo file unless a committed photo row refers to it (nothing half-stored)."""
+    with sessions() as session:
+        if session.scalar(select(Photo.id).where(Photo.sha256 == sha256)) is None:
+            remove_stored(path)
+
+
 def _deadline(req: PhotoRequest) -> Any:
     if req.deadline is not None:
         return req.deadline
@@ -272,7 +279,7 @@ def _process_upload(
         "accepted": all(r.passed is not False for r in results),
         "results": [r.as_dict() for r in results],
     }
-    path, created = store_photo(photos_root, info.sha256, data)
+    path, _created = store_photo(photos_root, info.sha256, data)
     device = {
         "idempotency_key": key,
         "uploaded_by": user.user_id,
@@ -301,17 +308,19 @@ def _process_upload(
             now=now,
         )
     except DuplicatePhotoError:
-        if created:
-            remove_stored(path)
+        # a photo with these very bytes is stored: its file (same content) stays, rewritten if a
+        # concurrent failed upload removed it meanwhile
+        store_photo(photos_root, info.sha256, data)
         with sessions() as session:  # a concurrent retry with the same key won the race
             earlier = _idem_lookup(session, case.case_id, key, user.user_id)
             if earlier is not None:
                 return earlier, True
         raise
     except BaseException:
-        if created:
-            remove_stored(path)
+        _discard_unreferenced(sessions, path, info.sha256)
         raise
+    # the file may have been removed by a concurrent upload of the same bytes that failed
+    store_photo(photos_root, info.sha256, data)
     # record_photo audits the case transition (first photo only): every stored photo gets its line
     with session_scope(engine, write=True) as session:
         session.add(

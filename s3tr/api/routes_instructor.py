@@ -129,8 +129,8 @@ def queue(
         date | None, Query(description="Only cases due on or before this date.")
     ] = None,
     active: Annotated[bool | None, Query(description="Only active (true) or closed (false) cases.")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
+    offset: Annotated[int, Query(ge=0, le=10**9, description="Number of cases to skip.")] = 0,
 ) -> CaseList:
     """The review queue of my department, highest priority (EUR at stake) first."""
     cond = [Case.department == user.department]
@@ -279,7 +279,7 @@ def case_detail(
 )
 def photo_content(
     case_id: _CaseId,
-    photo_id: Annotated[int, PathParam(ge=1, le=2**62)],
+    photo_id: Annotated[int, PathParam(ge=1, le=2**62, description="The photo's id.")],
     request: Request,
     user: CurrentInstructor,
     session: SessionDep,

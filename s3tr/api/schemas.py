@@ -38,11 +38,107 @@ __all__ = [
 ]
 
 
-class _Out(BaseModel):
+FIELD_DOCS: dict[str, str] = {
+    "action": "What was done (e.g. case_decided, photo_received, field_visit).",
+    "activity_seen": "Whether agricultural activity was seen on the parcel.",
+    "actor": "Who did it (username, or 'nightly' for the nightly run).",
+    "assigned_to": "User id of the instructor the case is assigned to.",
+    "at": "When it happened (UTC).",
+    "audit": "The audit trail of the case and of its parcel's declarations, oldest first.",
+    "bsi": "Mean bare-soil index of the parcel.",
+    "campaign": "CAP campaign year.",
+    "case_id": "The review case's id.",
+    "cases_cancelled": "Review cases cancelled because their control no longer applies.",
+    "checks": "Every named photo check, in a fixed order.",
+    "closed_at": "When the case was decided or cancelled (UTC).",
+    "comment": "Free text of the instructor.",
+    "control": "Control name: crop_group, min_activity, grassland_not_ploughed or fallow.",
+    "created_at": "When it was created (UTC).",
+    "date": "Acquisition date (UTC).",
+    "deadline": "Last day (inclusive).",
+    "decided_at": "When this verdict was reached (UTC).",
+    "decided_by": "Whether the satellite or an instructor gave the current flag.",
+    "decisions": "The history of automatic decisions of this control, oldest first.",
+    "declaration_version": "Version of the declaration (1 = as declared; a correction adds one).",
+    "department": "Department code (e.g. 86).",
+    "description": "What to photograph, in plain words.",
+    "details": "Figures and context behind it, JSON.",
+    "entity": "Kind of record concerned (case, photo, declaration, user).",
+    "entity_id": "Id of the record concerned.",
+    "evidence": "Marker evidence behind the decision (JSON: dates, counts, confidences).",
+    "expected_version": "The case version you saw (optimistic locking; or send If-Match).",
+    "explanation": "Plain-language explanation (language from Accept-Language).",
+    "field_visits": "Field visits recorded as evidence, oldest first.",
+    "flag": "green, orange or red.",
+    "flags": "Current verdict of every control that applies to the parcel.",
+    "heading_deg": "Camera direction, degrees clockwise from true north.",
+    "id": "Identifier.",
+    "id_parcel": "The parcel's id in the declaration.",
+    "instructions": "What the instructor asks to show.",
+    "is_current": "Whether this is the control's current decision.",
+    "items": "The cases of this page.",
+    "lat": "Latitude, WGS84 degrees (from the photo's EXIF).",
+    "limit": "Page size used.",
+    "lon": "Longitude, WGS84 degrees (from the photo's EXIF).",
+    "name": "Name of the check.",
+    "ndmi": "Mean moisture index (NDMI) of the parcel.",
+    "ndvi": "Mean NDVI of the parcel's clear pixels.",
+    "ndvi_std": "Standard deviation of NDVI within the parcel.",
+    "ndwi": "Mean water index (NDWI) of the parcel.",
+    "observed_crop": "Crop seen on the parcel, if any.",
+    "offset": "Number of cases skipped.",
+    "outcome": "The instructor's verdict: green or red.",
+    "outcome_note": "The instructor's comment with the verdict.",
+    "outline": "The parcel outline, GeoJSON in WGS84.",
+    "pacage": "The farm's 9-digit PACAGE number.",
+    "photo_requests": "Photo requests of the case, oldest first.",
+    "photos": "Photos received, oldest first, with their checks.",
+    "reasons": "Reason codes of the automatic decision.",
+    "received_at": "When the server received the photo (UTC).",
+    "recorded_at": "When it was recorded (UTC).",
+    "recorded_by": "Who recorded it.",
+    "request_id": "The photo request this photo answers.",
+    "retired_controls": "Controls that no longer apply to the corrected crop.",
+    "revision": "Revision number of the decision for its control (1, 2, ...).",
+    "role": "farmer, instructor, operator or admin.",
+    "ruleset_version": "Version of the rule set that decided.",
+    "run_id": "The run that produced the decision (nightly or rescore).",
+    "series": "The parcel's Sentinel-2 time series, one point per acquisition.",
+    "sha256": "SHA-256 of the photo file, hex.",
+    "state": "Current state.",
+    "surf_parc": "Declared area, hectares.",
+    "taken_at": "Capture time declared by the photo (EXIF), timezone-aware.",
+    "type": "GeoJSON geometry type.",
+    "updated_at": "Last change (UTC).",
+    "user_id": "The user's id.",
+    "username": "The user's login name.",
+    "valid": "Whether the acquisition was clear enough over the parcel to be used.",
+    "valid_fraction": "Fraction of the parcel's pixels that were clear.",
+    "view": "Which shot: general (a wide view) or closeup (the plants at your feet).",
+    "visited_on": "Day of the visit.",
+    "within_window": "Whether the correction came inside the campaign's correction window.",
+}
+"""Descriptions of the fields that do not give their own (same name, same meaning everywhere)."""
+
+
+class _Documented(BaseModel):
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        changed = False
+        for name, info in cls.model_fields.items():
+            if info.description is None and name in FIELD_DOCS:
+                info.description = FIELD_DOCS[name]
+                changed = True
+        if changed:
+            cls.model_rebuild(force=True)
+
+
+class _Out(_Documented):
     model_config = ConfigDict(extra="forbid")
 
 
-class _In(BaseModel):
+class _In(_Documented):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 

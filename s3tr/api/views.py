@@ -86,19 +86,20 @@ def _apply(tr: Transformer, xy: Any) -> Any:
     return np.column_stack([x, y])
 
 
-_OUTLINES: dict[int, Geometry | None] = {}
+_OUTLINES: dict[tuple[str | None, str], Geometry | None] = {}
 _OUTLINES_MAX = 20_000
 
 
 def outline_geojson(decl: Declaration | None) -> Geometry | None:
-    """The GeoJSON outline (WGS84) of a declaration version, cached (versions never change)."""
-    if decl is None:
+    """The GeoJSON outline (WGS84) of a declaration, cached by its stored geometry and CRS."""
+    if decl is None or not decl.geometry_wkt:
         return None
-    if decl.id not in _OUTLINES:
+    key = (decl.crs, decl.geometry_wkt)  # content, not id: several databases may share a process
+    if key not in _OUTLINES:
         if len(_OUTLINES) >= _OUTLINES_MAX:
             _OUTLINES.clear()
-        _OUTLINES[decl.id] = geojson(outline_wgs84(decl))
-    return _OUTLINES[decl.id]
+        _OUTLINES[key] = geojson(outline_wgs84(decl))
+    return _OUTLINES[key]
 
 
 def geojson(geom: BaseGeometry | None) -> Geometry | None:

@@ -10,18 +10,22 @@ cancelled exactly as the nightly run would do.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
+from collections import OrderedDict
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import xarray as xr
 from sqlalchemy import Engine, select
 
 from s3tr.decide.decide import decide
 from s3tr.decide.rules import RuleSet, load_ruleset
 from s3tr.errors import S3trError
-from s3tr.extract.store import SeriesStore
+from s3tr.extract.store import _SLOT, SeriesStore
 from s3tr.extract.table import to_table
 from s3tr.markers import compute_evidence
 from s3tr.review.cases import sync_decisions
@@ -37,8 +41,40 @@ class RescoreError(S3trError, RuntimeError):
     """The parcel cannot be re-scored (no stored series, unknown campaign rule set...)."""
 
 
+_SERIES_CACHE: OrderedDict[tuple[str, tuple[str, ...], str], pd.DataFrame] = OrderedDict()
+_SERIES_CACHE_SIZE = 256
+
+
+def _read_parcel(store: SeriesStore, idx: int, id_parcel: str) -> xr.Dataset:
+    """The ``(parcel=1, time)`` series of the parcel at ``idx``, read slot by slot.
+
+    Mirrors :meth:`SeriesStore.load` (a slot written before the parcel joined the store gives
+    NaN values and count 0) but reads only this parcel's row of each slot.
+    """
+    parts = []
+    for _key, (_v, entry) in sorted(store._latest(_SLOT).items()):
+        with xr.open_zarr(entry, consolidated=False) as slot:
+            if idx < slot.sizes["parcel"]:
+                part = slot.isel(parcel=[idx]).load()
+            else:
+                part = slot.isel(parcel=[0]).load()
+                for name in part.data_vars:
+                    part[name] = part[name].astype(np.float32) * np.nan
+                part["count"] = part["count"].fillna(0)
+        parts.append(part.drop_vars("parcel", errors="ignore"))
+    if not parts:
+        return store.load().sel(parcel=[id_parcel])
+    ds = xr.concat(parts, dim="time", data_vars="all", coords="minimal", join="exact")
+    ds["count"] = ds["count"].astype(np.int32)
+    ds.attrs = {}
+    return ds.assign_coords(parcel=np.array([id_parcel], dtype=object))
+
+
 def parcel_series(workdir: str | Path, id_parcel: str) -> pd.DataFrame:
     """The long time-series table of one parcel, read from ``<workdir>/series/*.zarr``.
+
+    Only the parcel's row of each acquisition slot is read; results are cached until the store
+    changes (a new or replaced slot changes its folder listing).
 
     Returns
     -------
@@ -53,11 +89,20 @@ def parcel_series(workdir: str | Path, id_parcel: str) -> pd.DataFrame:
         store = SeriesStore(path)
         if not store.exists():
             continue
-        ids = store.parcels()
-        if str(id_parcel) not in set(ids):
+        signature = tuple(sorted(os.listdir(path)))
+        key = (str(path), signature, str(id_parcel))
+        if key in _SERIES_CACHE:
+            _SERIES_CACHE.move_to_end(key)
+            return _SERIES_CACHE[key].copy()
+        ids = list(store.parcels())
+        if str(id_parcel) not in ids:
             continue
-        ds = store.load().sel(parcel=[str(id_parcel)])
-        return to_table(ds).sort_values("date").reset_index(drop=True)
+        ds = _read_parcel(store, ids.index(str(id_parcel)), str(id_parcel))
+        table = to_table(ds).sort_values("date").reset_index(drop=True)
+        _SERIES_CACHE[key] = table
+        while len(_SERIES_CACHE) > _SERIES_CACHE_SIZE:
+            _SERIES_CACHE.popitem(last=False)
+        return table.copy()
     return pd.DataFrame(columns=["parcel_id", "date", "valid"])
 
 

@@ -206,3 +206,16 @@ def test_bad_coordinates_and_unknown_ids(env: Env) -> None:
         ),
         422,
     )
+
+
+def test_concurrent_retries_store_one_photo(env: Env, pending: dict[str, Any]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def send(_: int) -> int:
+        return _upload(env, pending["rid"], pending["good"], key="racing-key-01").status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        statuses = sorted(pool.map(send, range(4)))
+    assert statuses.count(201) == 1 and statuses.count(200) == 3, statuses
+    photos, _, files = _state(env)
+    assert photos == 1 and len([f for f in files if f.is_file()]) == 1

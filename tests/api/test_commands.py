@@ -62,3 +62,43 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
         runner.invoke(accounts_app, ["add-instructor", "--department", "x", "--workdir", work]).exit_code == 2
     )
     assert runner.invoke(accounts_app, ["revoke", "--workdir", work]).exit_code == 2
+
+
+def test_serve_runs_a_real_server(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    work = tmp_path / "work"
+    token = runner.invoke(
+        accounts_app, ["add-farmer", "--pacage", "086123456", "--workdir", str(work)]
+    ).stdout.strip()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = (
+        "from s3tr.api.commands import serve; "
+        f"serve({str(work)!r}, None, '127.0.0.1', {port}, log_level='warning')"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                resp = httpx.get(
+                    f"http://127.0.0.1:{port}/api/v1/me", headers={"Authorization": f"Bearer {token}"}
+                )
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+        assert resp.status_code == 200 and resp.json()["pacage"] == "086123456"
+        anon = httpx.get(f"http://127.0.0.1:{port}/api/v1/me")
+        assert anon.status_code == 401 and anon.headers["www-authenticate"].startswith("Bearer")
+        assert anon.headers["content-type"].startswith("application/problem+json")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
