@@ -35,7 +35,12 @@ def _run_sums(typingctx, arr, start, stop, shift):  # type: ignore[no-untyped-de
     The NaN test is exact (``fcmp uno``); the arithmetic is IEEE float64 (the order of the
     additions differs from a sequential sum by rounding only).
     """
-    if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.dtype in (types.float32, types.float64)):
+    if not (
+        isinstance(arr, types.Array)
+        and arr.ndim == 1
+        and arr.layout == "C"  # the loop walks the data pointer with unit stride
+        and arr.dtype in (types.float32, types.float64)
+    ):
         return None
     sig = types.UniTuple(types.float64, 3)(arr, start, stop, shift)
 
@@ -49,7 +54,7 @@ def _run_sums(typingctx, arr, start, stop, shift):  # type: ignore[no-untyped-de
         elt = ir.FloatType() if arrty.dtype == types.float32 else f64
         vt, vd, vi = ir.VectorType(elt, _LANES), ir.VectorType(f64, _LANES), ir.VectorType(i64, _LANES)
         zero = ir.Constant(vd, [0.0] * _LANES)
-        one = ir.Constant(vd, [1.0] * _LANES)
+        zero_i = ir.Constant(vi, [0] * _LANES)
 
         def splat(val, vty):  # type: ignore[no-untyped-def]
             undef = ir.Constant(vty, ir.Undefined)
@@ -74,7 +79,7 @@ def _run_sums(typingctx, arr, start, stop, shift):  # type: ignore[no-untyped-de
             return (
                 builder.fadd(s1, d),
                 builder.fadd(s2, builder.fmul(d, d)),
-                builder.fadd(cnt, builder.select(bad, zero, one)),
+                builder.add(cnt, builder.zext(builder.not_(bad), vi)),  # integer lane counts
             )
 
         def ptr_at(i):  # type: ignore[no-untyped-def]
@@ -99,9 +104,9 @@ def _run_sums(typingctx, arr, start, stop, shift):  # type: ignore[no-untyped-de
         bi.add_incoming(ir.Constant(i64, 0), entry)
         sets = []
         for _ in range(_UNROLL):
-            trio = [builder.phi(vd) for _ in range(3)]
-            for phi in trio:
-                phi.add_incoming(zero, entry)
+            trio = [builder.phi(vd), builder.phi(vd), builder.phi(vi)]
+            for phi, init in zip(trio, (zero, zero, zero_i), strict=True):
+                phi.add_incoming(init, entry)
             sets.append(trio)
         builder.cbranch(builder.icmp_signed("<=", builder.add(bi, block), n), big_body, big_done)
         builder.position_at_end(big_body)
@@ -114,15 +119,19 @@ def _run_sums(typingctx, arr, start, stop, shift):  # type: ignore[no-untyped-de
         builder.position_at_end(big_done)
         merged = list(sets[0])
         for trio in sets[1:]:
-            merged = [builder.fadd(a, b) for a, b in zip(merged, trio, strict=True)]
+            merged = [
+                builder.fadd(merged[0], trio[0]),
+                builder.fadd(merged[1], trio[1]),
+                builder.add(merged[2], trio[2]),
+            ]
         builder.branch(loop)
 
         builder.position_at_end(loop)
         i = builder.phi(i64)
         s1 = builder.phi(vd)
         s2 = builder.phi(vd)
-        cnt = builder.phi(vd)
-        for phi, init in ((i, ir.Constant(i64, 0)), (s1, zero), (s2, zero), (cnt, zero)):
+        cnt = builder.phi(vi)
+        for phi, init in ((i, ir.Constant(i64, 0)), (s1, zero), (s2, zero), (cnt, zero_i)):
             phi.add_incoming(init, entry)
         for phi, init in ((i, bi), (s1, merged[0]), (s2, merged[1]), (cnt, merged[2])):
             phi.add_incoming(init, big_done)
@@ -143,11 +152,12 @@ def _run_sums(typingctx, arr, start, stop, shift):  # type: ignore[no-untyped-de
                 h = w // 2
                 lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, h), list(range(h))))
                 hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, h), list(range(h, w))))
-                v = builder.fadd(lo, hi)
+                v = builder.add(lo, hi) if v.type.element == i64 else builder.fadd(lo, hi)
                 w = h
             return builder.extract_element(v, ir.Constant(i32, 0))
 
-        return context.make_tuple(builder, signature.return_type, [lane_sum(cnt), lane_sum(s1), lane_sum(s2)])
+        count = builder.uitofp(lane_sum(cnt), f64)
+        return context.make_tuple(builder, signature.return_type, [count, lane_sum(s1), lane_sum(s2)])
 
     return sig, codegen
 

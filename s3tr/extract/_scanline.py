@@ -116,7 +116,7 @@ def _col(v: float, width: int) -> int:
     ``width`` and beyond only ever clips a span) and keeps huge values out of int conversion.
     """
     c = np.floor(v + 0.5)
-    if c < -1.0:
+    if not c >= -1.0:  # also NaN (a corrupt vertex), kept out of the int conversion
         return -1
     if c > width:
         return width
