@@ -10,8 +10,10 @@ Pure functions: no database, no files other than the shipped code list. The rule
   A green that rests on an *observed* event (a mowing, the declared crop recognised) stands.
 * ``min_activity`` (grassland): green when activity or a mowing in the activity window is shown
   with enough confidence; red when the activity marker says "none" with enough confidence and
-  enough observations; orange otherwise, and ``conflicting_markers`` when a confident mowing
-  meets a confident "no activity".
+  enough observations; orange otherwise: ``no_activity_seen`` when nothing was seen but the
+  marker cannot rule activity out (its confidence in "none" is capped because light grazing
+  hides from optical series), and ``conflicting_markers`` when a confident mowing meets a
+  confident "no activity".
 * ``crop_group``: green when the declared group is the top prediction with probability
   ``>= p_green``; red when another group has ``>= p_other`` and the declared group ``<= p_red``
   (its probability is bounded from the top-2 when it is not among them); orange otherwise.
@@ -108,6 +110,15 @@ def _dates(value: Any) -> list[str]:
     return sorted(d.strip() for d in str(value).split(";") if d.strip())
 
 
+def _intervals(row: dict[str, Any], prefix: str) -> list[tuple[str, str]]:
+    """``(start, end)`` of each event: from ``<prefix>_intervals``, else a point at each date."""
+    text = row.get(f"{prefix}_intervals")
+    if _missing(text) or not str(text).strip():
+        return [(d, d) for d in _dates(row.get(f"{prefix}_dates"))]
+    pairs = (part.strip().split("/", 1) for part in str(text).split(";") if part.strip())
+    return sorted((p[0], p[-1]) for p in pairs)
+
+
 def _in(dates: list[str], start: date, end: date) -> list[str]:
     lo, hi = start.isoformat(), end.isoformat()
     return [d for d in dates if lo <= d <= hi]
@@ -166,7 +177,9 @@ def _min_activity(row: dict[str, Any], rs: RuleSet, thin: list[Reason], as_of: d
     if thin:
         return Flag.ORANGE, thin, ev
     if not confident:
-        return Flag.ORANGE, [Reason.ACTIVITY_UNCERTAIN], ev
+        # Nothing seen, but not proof that nothing happened (light grazing hides): a human decides.
+        ev["n_valid"] = _num(row.get("n_valid"))
+        return Flag.ORANGE, [Reason.NO_ACTIVITY_SEEN], ev
     if as_of is not None and as_of < rs.activity_window.end:
         return Flag.ORANGE, [Reason.WINDOW_NOT_OVER], ev
     ev["n_valid"] = _num(row.get("n_valid"))
@@ -209,9 +222,10 @@ def _crop_group(
         if thin:
             return Flag.ORANGE, [Reason.CROP_GROUP_UNCERTAIN, *thin], ev
         homogeneity: Any = row.get("homogeneity")
-        if rules.min_homogeneity is not None and not _missing(homogeneity):
+        if rules.max_ndvi_spread is not None and not _missing(homogeneity):
             ev["homogeneity"] = _num(homogeneity)
-            if float(homogeneity) < rules.min_homogeneity:
+            # `homogeneity` is a spread (mean within-parcel NDVI std): larger means more mixed.
+            if float(homogeneity) > rules.max_ndvi_spread:
                 return Flag.ORANGE, [Reason.HETEROGENEOUS_PARCEL], ev
         return Flag.RED, [Reason.CROP_GROUP_CONTRADICTED], ev
     return Flag.ORANGE, [Reason.CROP_GROUP_UNCERTAIN], ev
@@ -244,23 +258,32 @@ def _grassland_not_ploughed(row: dict[str, Any], rs: RuleSet, thin: list[Reason]
 
 def _fallow(row: dict[str, Any], rs: RuleSet, thin: list[Reason], as_of: date | None):
     period = rs.fallow_protected_period
-    mowing = _in(_dates(row.get("mowing_dates")), period.start, period.end)
+    lo, hi = period.start.isoformat(), period.end.isoformat()
+    # A mowing happened between the last clear observation before it and the first after it: it is
+    # proven inside the period only when that whole interval is; one straddling an edge may be outside.
+    cuts = [(a, b) for a, b in _intervals(row, "mowing") if a <= hi and b >= lo]
+    inside = [f"{a}/{b}" if a != b else a for a, b in cuts if a >= lo and b <= hi]
+    straddling = [f"{a}/{b}" for a, b in cuts if not (a >= lo and b <= hi)]
     bare = _in(_dates(row.get("bare_soil_dates")), period.start, period.end)
     mow_conf: Any = row.get("mowing_confidence")
     bare_conf: Any = row.get("bare_soil_confidence")
     ev: dict[str, Any] = {}
-    if mowing:
-        ev.update(protected_mowing_dates=mowing, mowing_confidence=_num(mow_conf))
+    if inside:
+        ev.update(protected_mowing_dates=inside, mowing_confidence=_num(mow_conf))
+    if straddling:
+        ev.update(straddling_mowing_intervals=straddling, mowing_confidence=_num(mow_conf))
     if bare:
         ev.update(protected_bare_soil_dates=bare, bare_soil_confidence=_num(bare_conf))
     proven: list[Reason] = []
-    if mowing and _ge(mow_conf, rs.mowing.min_confidence):
+    if inside and _ge(mow_conf, rs.mowing.min_confidence):
         proven.append(Reason.FALLOW_MOWED_IN_PROTECTED_PERIOD)
     if bare and _ge(bare_conf, rs.bare_soil.confidence_red):
         proven.append(Reason.FALLOW_TILLED_IN_PROTECTED_PERIOD)
     if proven:
         return (Flag.ORANGE, [*proven, *thin], ev) if thin else (Flag.RED, proven, ev)
-    if mowing or (bare and _ge(bare_conf, rs.bare_soil.confidence_orange)):
+    if straddling and _ge(mow_conf, rs.mowing.min_confidence):
+        return Flag.ORANGE, [Reason.FALLOW_MOWING_STRADDLES_PERIOD], ev
+    if inside or straddling or (bare and _ge(bare_conf, rs.bare_soil.confidence_orange)):
         return Flag.ORANGE, [Reason.FALLOW_DISTURBANCE_UNCERTAIN], ev
     if thin:
         return Flag.ORANGE, thin, ev
@@ -280,7 +303,7 @@ def _context(rs: RuleSet) -> dict[str, Any]:
         "window_end": rs.activity_window.end.isoformat(),
         "protected_start": rs.fallow_protected_period.start.isoformat(),
         "protected_end": rs.fallow_protected_period.end.isoformat(),
-        "min_homogeneity": rs.crop_group.min_homogeneity,
+        "max_ndvi_spread": rs.crop_group.max_ndvi_spread,
     }
 
 

@@ -81,6 +81,7 @@ class Reason(StrEnum):
     ACTIVITY_DETECTED = "activity_detected"
     MOWING_DETECTED = "mowing_detected"
     NO_ACTIVITY_DETECTED = "no_activity_detected"
+    NO_ACTIVITY_SEEN = "no_activity_seen"
     ACTIVITY_UNCERTAIN = "activity_uncertain"
     # crop_group
     CROP_GROUP_CONFIRMED = "crop_group_confirmed"
@@ -97,6 +98,7 @@ class Reason(StrEnum):
     FALLOW_UNDISTURBED = "fallow_undisturbed"
     FALLOW_MOWED_IN_PROTECTED_PERIOD = "fallow_mowed_in_protected_period"
     FALLOW_TILLED_IN_PROTECTED_PERIOD = "fallow_tilled_in_protected_period"
+    FALLOW_MOWING_STRADDLES_PERIOD = "fallow_mowing_straddles_period"
     FALLOW_DISTURBANCE_UNCERTAIN = "fallow_disturbance_uncertain"
 
 
@@ -179,6 +181,15 @@ REASONS: dict[Reason, ReasonInfo] = {
         "No mowing nor grazing was observed between {window_start} and {window_end}, "
         "despite {n_valid} valid observations (confidence {activity_confidence}).",
     ),
+    Reason.NO_ACTIVITY_SEEN: ReasonInfo(
+        Flag.ORANGE,
+        "Aucune fauche n'a été vue par satellite entre le {window_start} et le {window_end} "
+        "({n_valid} observations valides), mais un pâturage léger n'est pas toujours visible : "
+        "une photo ou une visite est nécessaire pour conclure.",
+        "No mowing was seen from space between {window_start} and {window_end} "
+        "({n_valid} valid observations), but light grazing is not always visible: "
+        "a photo or a visit is needed to conclude.",
+    ),
     Reason.ACTIVITY_UNCERTAIN: ReasonInfo(
         Flag.ORANGE,
         "Les observations ne permettent pas de conclure sur l'activité agricole "
@@ -220,10 +231,10 @@ REASONS: dict[Reason, ReasonInfo] = {
     ),
     Reason.HETEROGENEOUS_PARCEL: ReasonInfo(
         Flag.ORANGE,
-        "La parcelle paraît hétérogène (homogénéité {homogeneity}, minimum {min_homogeneity}) : "
-        "elle porte peut-être plusieurs cultures.",
-        "The parcel looks heterogeneous (homogeneity {homogeneity}, minimum {min_homogeneity}): "
-        "it may carry several crops.",
+        "La parcelle paraît hétérogène (écart-type du NDVI dans la parcelle {homogeneity}, "
+        "maximum {max_ndvi_spread}) : elle porte peut-être plusieurs cultures.",
+        "The parcel looks heterogeneous (NDVI standard deviation within the parcel {homogeneity}, "
+        "maximum {max_ndvi_spread}): it may carry several crops.",
     ),
     Reason.NO_PLOUGHING_DETECTED: ReasonInfo(
         Flag.GREEN,
@@ -253,10 +264,19 @@ REASONS: dict[Reason, ReasonInfo] = {
     ),
     Reason.FALLOW_MOWED_IN_PROTECTED_PERIOD: ReasonInfo(
         Flag.RED,
-        "La jachère a été fauchée ou broyée le(s) {protected_mowing_dates}, pendant la période "
-        "d'interdiction du {protected_start} au {protected_end} (confiance {mowing_confidence}).",
-        "The fallow land was mowed or mulched on {protected_mowing_dates}, during the protected period "
-        "from {protected_start} to {protected_end} (confidence {mowing_confidence}).",
+        "La jachère a été fauchée ou broyée entre deux observations ({protected_mowing_dates}), pendant "
+        "la période d'interdiction du {protected_start} au {protected_end} (confiance {mowing_confidence}).",
+        "The fallow land was mowed or mulched between two observations ({protected_mowing_dates}), during "
+        "the protected period from {protected_start} to {protected_end} (confidence {mowing_confidence}).",
+    ),
+    Reason.FALLOW_MOWING_STRADDLES_PERIOD: ReasonInfo(
+        Flag.ORANGE,
+        "Une fauche a eu lieu entre deux observations ({straddling_mowing_intervals}) à cheval sur la "
+        "période d'interdiction du {protected_start} au {protected_end} : elle a pu avoir lieu avant ou "
+        "après. Une photo ou une visite est nécessaire pour conclure.",
+        "A mowing happened between two observations ({straddling_mowing_intervals}) straddling the "
+        "protected period from {protected_start} to {protected_end}: it may have happened before or "
+        "after it. A photo or a visit is needed to conclude.",
     ),
     Reason.FALLOW_TILLED_IN_PROTECTED_PERIOD: ReasonInfo(
         Flag.RED,

@@ -101,11 +101,13 @@ class CropGroupRules(_Strict):
     p_other: float = Field(
         ge=0, le=1, description="Red needs another group predicted with probability >= this."
     )
-    min_homogeneity: float | None = Field(
+    max_ndvi_spread: float | None = Field(
         default=None,
         ge=0,
         le=1,
-        description="Below this parcel homogeneity a red becomes orange heterogeneous_parcel (None: unused).",
+        description="Above this within-parcel NDVI standard deviation (the evidence's ``homogeneity``, lower "
+        "is more homogeneous) a red becomes orange heterogeneous_parcel: the parcel may carry several "
+        "crops (None: unused).",
     )
 
     @model_validator(mode="after")

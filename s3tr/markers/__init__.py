@@ -64,6 +64,7 @@ EVIDENCE_COLUMNS = [
     "max_gap_days",
     "mowing_count",
     "mowing_dates",
+    "mowing_intervals",
     "mowing_confidence",
     "activity",
     "activity_confidence",
@@ -99,6 +100,19 @@ def _joined_dates(events: pd.DataFrame) -> pd.Series:
     )
 
 
+def _joined_intervals(events: pd.DataFrame) -> pd.Series:
+    """``start/end`` (ISO 8601 intervals) of each parcel's events, ``;``-joined in time order."""
+    if events.empty:
+        return pd.Series(dtype=object)
+    ev = events.sort_values("start")
+    text = (
+        pd.to_datetime(ev["start"]).dt.strftime("%Y-%m-%d")
+        + "/"
+        + pd.to_datetime(ev["end"]).dt.strftime("%Y-%m-%d")
+    )
+    return text.groupby(ev["parcel_id"]).agg(";".join)
+
+
 def compute_evidence(
     table: pd.DataFrame,
     declarations: pd.DataFrame,
@@ -128,8 +142,10 @@ def compute_evidence(
     pandas.DataFrame
         Columns ``EVIDENCE_COLUMNS``: ``parcel_id`` (str); ``n_valid`` (int, clear dates in the season);
         ``max_gap_days`` (float, days, window edges count); ``mowing_count`` (int); ``mowing_dates`` (str,
-        ``;``-joined YYYY-MM-DD event starts, "" when none); ``mowing_confidence`` (float 0..1, best event, 0
-        when none); ``activity`` (bool); ``activity_confidence`` (0..1, confidence in the stated answer);
+        ``;``-joined YYYY-MM-DD event starts, "" when none); ``mowing_intervals`` (str, the same events as
+        ``start/end`` ISO 8601 intervals: the mowing happened after ``start`` and by ``end``);
+        ``mowing_confidence`` (float 0..1, best event, 0 when none); ``activity`` (bool);
+        ``activity_confidence`` (0..1, confidence in the stated answer);
         ``activity_status`` (``ok`` or ``not_enough_data``); ``bare_soil_count``, ``bare_soil_dates``,
         ``bare_soil_confidence`` (as for mowing); ``crop_predicted``, ``crop_second`` (str or None),
         ``crop_probability``, ``crop_second_probability`` (float or NaN); ``homogeneity`` (mean within-parcel
@@ -158,6 +174,7 @@ def compute_evidence(
         params=ActivityParams(window=season, mowing=mp),
         mowing_events=mow.events,
         bare_soil_events=soil.events,
+        mowing_status=mow.status,
     ).set_index("parcel_id")
     hom = homogeneity(sub, season=season)
 
@@ -169,6 +186,8 @@ def compute_evidence(
         out[f"{prefix}_count"] = (g.size() if g is not None else pd.Series(dtype=int)).reindex(out.index)
         out[f"{prefix}_count"] = out[f"{prefix}_count"].fillna(0).astype(int)
         out[f"{prefix}_dates"] = _joined_dates(ev).reindex(out.index).fillna("").astype(object)
+        if prefix == "mowing":
+            out["mowing_intervals"] = _joined_intervals(ev).reindex(out.index).fillna("").astype(object)
         conf = g["confidence"].max() if g is not None else pd.Series(dtype=float)
         out[f"{prefix}_confidence"] = conf.reindex(out.index).fillna(0.0).astype(float)
     out["activity"] = act["activity"].reindex(out.index).fillna(False).astype(bool)

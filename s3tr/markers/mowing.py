@@ -53,7 +53,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 EVENT_COLUMNS = ["parcel_id", "start", "end", "confidence"]
-STATUS_COLUMNS = ["parcel_id", "status", "n_valid", "max_gap_days", "n_events"]
+#: ``(start, end, confidence)`` of an event or candidate, dates as ``datetime64[D]``.
+Interval = tuple[np.datetime64, np.datetime64, float]
+STATUS_COLUMNS = ["parcel_id", "status", "n_valid", "max_gap_days", "n_events", "best_candidate"]
 
 #: Candidate features; the NDVI-only scorer uses the first seven.
 CANDIDATE_FEATURES = (
@@ -224,8 +226,11 @@ class MowingResult:
     events
         ``parcel_id, start, end, confidence`` (dates as ``datetime64[ns]``), sorted by parcel and start.
     status
-        ``parcel_id, status, n_valid, max_gap_days, n_events``: one row per parcel of the table;
-        ``status`` is ``ok``, ``not_enough_data``, ``no_valid_data`` (or ``error`` with a logged reason).
+        ``parcel_id, status, n_valid, max_gap_days, n_events, best_candidate``: one row per parcel of the
+        table; ``status`` is ``ok``, ``not_enough_data``, ``no_valid_data`` (or ``error`` with a logged
+        reason); ``best_candidate`` is the highest score of *any* fall of NDVI touching the season, event or
+        not (0 when there is none, NaN for the baseline rule): the activity marker reads it, because a fall
+        too weak to be called a mowing is still too strong to assert that nothing happened.
     """
 
     events: pd.DataFrame
@@ -359,9 +364,7 @@ def _score(x: np.ndarray, params: MowingParams) -> np.ndarray:
     return conf
 
 
-def detect_series(
-    series: ParcelSeries, params: MowingParams = MowingParams()
-) -> list[tuple[np.datetime64, np.datetime64, float]]:
+def detect_series(series: ParcelSeries, params: MowingParams = MowingParams()) -> list[Interval]:
     """Mowing events of one parcel series (all dates; only clear ones are used).
 
     Returns
@@ -369,10 +372,16 @@ def detect_series(
     list of (start, end, confidence)
         ``start``/``end`` as ``datetime64[D]``, confidence in 0..1, sorted by start.
     """
+    return _detect(series, params)[0]
+
+
+def _detect(series: ParcelSeries, params: MowingParams) -> tuple[list[Interval], list[Interval]]:
+    """Events and every scored candidate (robust detector only) of one parcel series."""
     t, vals = _clear(series, params)
     v = vals["ndvi"]
     if t.size < 2:
-        return []
+        return [], []
+    candidates: list[Interval] = []
     if params.method == "baseline":
         drop = v[:-1] - v[1:]
         ok = np.flatnonzero(
@@ -386,17 +395,22 @@ def detect_series(
     else:
         ab, x = _candidates(t, vals, params)
         if ab.shape[0] == 0:
-            return []
+            return [], []
         conf = _score(x, params)
+        candidates = [
+            (np.datetime64(int(t[a]), "D"), np.datetime64(int(t[b]), "D"), float(c))
+            for (a, b), c in zip(ab, conf, strict=True)
+        ]
         if conf.max() < params.parcel_threshold:
-            return []
+            return [], candidates
         keep = conf >= params.threshold
         ab, conf = ab[keep], conf[keep]
         starts, ends = t[ab[:, 0]], t[ab[:, 1]]
         chosen = _select(starts, ends, conf, params.min_separation_days)
-    return [
+    events = [
         (np.datetime64(int(starts[k]), "D"), np.datetime64(int(ends[k]), "D"), float(conf[k])) for k in chosen
     ]
+    return events, candidates
 
 
 def candidate_table(table: pd.DataFrame, *, params: MowingParams = MowingParams()) -> pd.DataFrame:
@@ -471,16 +485,16 @@ def mowing_marker(table: pd.DataFrame, *, params: MowingParams = MowingParams())
         status ``not_enough_data`` and no event, never an exception.
     """
     events: list[tuple[str, np.datetime64, np.datetime64, float]] = []
-    status: list[tuple[str, str, int, float, int]] = []
+    status: list[tuple[str, str, int, float, int, float]] = []
     for s in iter_series(table):
         try:
-            evs, st, n_valid, gap = _one_parcel(s, params)
+            evs, st, n_valid, gap, best = _one_parcel(s, params)
         except Exception:  # one bad parcel never stops the batch
             logger.exception("mowing: parcel %s failed", s.parcel_id)
-            status.append((s.parcel_id, "error", 0, float("nan"), 0))
+            status.append((s.parcel_id, "error", 0, float("nan"), 0, float("nan")))
             continue
         events.extend((s.parcel_id, a, b, c) for a, b, c in evs)
-        status.append((s.parcel_id, st, n_valid, gap, len(evs)))
+        status.append((s.parcel_id, st, n_valid, gap, len(evs), best))
     ev = pd.DataFrame(events, columns=EVENT_COLUMNS)
     ev["start"] = pd.to_datetime(ev["start"]).astype("datetime64[ns]")
     ev["end"] = pd.to_datetime(ev["end"]).astype("datetime64[ns]")
@@ -488,16 +502,14 @@ def mowing_marker(table: pd.DataFrame, *, params: MowingParams = MowingParams())
     return MowingResult(events=ev, status=pd.DataFrame(status, columns=STATUS_COLUMNS))
 
 
-def _one_parcel(
-    s: ParcelSeries, p: MowingParams
-) -> tuple[list[tuple[np.datetime64, np.datetime64, float]], str, int, float]:
+def _one_parcel(s: ParcelSeries, p: MowingParams) -> tuple[list[Interval], str, int, float, float]:
     d, _ = s.clear("ndvi")
     if s.dates.size == 0:
-        return [], "no_valid_data", 0, float("nan")
+        return [], "no_valid_data", 0, float("nan"), float("nan")
     start, end = season_bounds(p.season, s.dates)
     n_valid, gap = window_quality(d, start, end)
     if n_valid == 0:
-        return [], "no_valid_data", 0, gap
+        return [], "no_valid_data", 0, gap, float("nan")
     if p.method == "baseline":
         # The Sen4CAP rule looks at the season's observations only.
         inside = (s.dates >= start) & (s.dates <= end)
@@ -506,9 +518,12 @@ def _one_parcel(
         )
     # The robust detector sees the whole series, so the first event has its "before" level and the last
     # its regrowth; events are kept when they touch the season.
-    evs = [e for e in detect_series(s, p) if start <= e[1] and e[0] <= end]
+    found, candidates = _detect(s, p)
+    evs = [e for e in found if start <= e[1] and e[0] <= end]
+    scores = [c for a, b, c in candidates if start <= b and a <= end]
+    best = float("nan") if p.method == "baseline" else max(scores, default=0.0)
     status = "ok" if n_valid >= p.min_valid else "not_enough_data"
-    return evs, status, n_valid, gap
+    return evs, status, n_valid, gap, best
 
 
 def detect_mowing(table: pd.DataFrame, *, params: MowingParams = MowingParams()) -> pd.DataFrame:

@@ -52,7 +52,7 @@ def evidence(id_parcel: str, **kw) -> dict:
         "crop_probability": 0.9,
         "crop_second": "19",
         "crop_second_probability": 0.05,
-        "homogeneity": 0.9,
+        "homogeneity": 0.03,  # mean within-parcel NDVI std: a uniform parcel
         "marker_version": "markers-0.1",
         "model_version": "crop-0.1",
     }
@@ -110,6 +110,13 @@ def test_no_activity_with_enough_clear_observations_is_red() -> None:
     assert "25" in row["explanation_fr"]
 
 
+def test_nothing_seen_without_proof_of_inactivity_asks_a_human() -> None:
+    # The activity marker caps its confidence in "none" (light grazing hides): below the bar, orange.
+    row = one(run([parcel("a", "PPH")], [evidence("a", activity_confidence=0.5)]), "a", "min_activity")
+    assert (row["flag"], row["reasons"]) == ("orange", ["no_activity_seen"])
+    assert "25" in row["explanation_fr"] and "pâturage" in row["explanation_fr"]
+
+
 def test_no_activity_before_the_window_ends_waits() -> None:
     row = one(run([parcel("a", "PPH")], [evidence("a")], as_of=date(2025, 7, 1)), "a", "min_activity")
     assert (row["flag"], row["reasons"]) == ("orange", ["window_not_over"])
@@ -120,7 +127,8 @@ def test_no_activity_before_the_window_ends_waits() -> None:
     [
         ({"n_valid": 4}, "not_enough_observations"),
         ({"max_gap_days": 70}, "cloudy_gap_too_long"),
-        ({"activity_confidence": 0.3}, "activity_uncertain"),
+        ({"activity_confidence": 0.3}, "no_activity_seen"),
+        ({"activity": True, "activity_confidence": 0.3, "mowing_dates": ""}, "activity_uncertain"),
         ({"activity_status": "not_enough_data", "activity": None}, "marker_not_enough_data"),
     ],
 )
@@ -149,7 +157,7 @@ def test_crop_group_green_red_orange() -> None:
         evidence(
             "g", crop_predicted="1", crop_probability=0.9, crop_second="3", crop_second_probability=0.05
         ),
-        evidence("r", crop_predicted=2, crop_probability=0.88, crop_second="3", crop_second_probability=0.07),
+        evidence("r", crop_predicted=2, crop_probability=0.97, crop_second="3", crop_second_probability=0.02),
         evidence(
             "u", crop_predicted="1", crop_probability=0.55, crop_second="3", crop_second_probability=0.40
         ),
@@ -162,8 +170,13 @@ def test_crop_group_green_red_orange() -> None:
     g, r, u, s = (one(out, p, "crop_group") for p in "grus")
     assert (g["flag"], g["reasons"]) == ("green", ["crop_group_confirmed"])
     assert (r["flag"], r["reasons"]) == ("red", ["crop_group_contradicted"])
+    # The declared group keeps up to 5 % (1 - 0.88 - 0.07): above the 2 % bar, not a red.
+    lax = evidence(
+        "l", crop_predicted=2, crop_probability=0.88, crop_second="3", crop_second_probability=0.07
+    )
+    assert one(run([parcel("l", "BTH")], [lax]), "l", "crop_group")["flag"] == "orange"
     # the declared group is not in the top 2: its probability is bounded by the remaining mass
-    assert r["evidence"]["declared_probability"] == pytest.approx(0.05)
+    assert r["evidence"]["declared_probability"] == pytest.approx(0.01)
     assert (u["flag"], u["reasons"]) == ("orange", ["crop_group_uncertain"])
     assert s["flag"] == "orange"
 
@@ -171,23 +184,30 @@ def test_crop_group_green_red_orange() -> None:
 def test_crop_group_red_needs_enough_evidence_and_a_homogeneous_parcel() -> None:
     red = {
         "crop_predicted": "2",
-        "crop_probability": 0.95,
+        "crop_probability": 0.96,
         "crop_second": "3",
         "crop_second_probability": 0.03,
     }
     out = run(
-        [parcel("thin", "BTH"), parcel("mixed", "BTH")],
-        [evidence("thin", n_valid=3, **red), evidence("mixed", homogeneity=0.2, **red)],
+        [parcel("thin", "BTH"), parcel("mixed", "BTH"), parcel("uniform", "BTH")],
+        [
+            evidence("thin", n_valid=3, **red),
+            evidence("mixed", homogeneity=0.2, **red),
+            evidence("uniform", homogeneity=0.03, **red),
+        ],
         model_classes=[1, 2, 3],
     )
     assert one(out, "thin", "crop_group")["flag"] == "orange"
     mixed = one(out, "mixed", "crop_group")
     assert (mixed["flag"], mixed["reasons"]) == ("orange", ["heterogeneous_parcel"])
+    assert "0.2" in mixed["explanation_fr"]
+    # `homogeneity` is a spread: a small one is a uniform parcel, and the contradiction stands.
+    assert one(out, "uniform", "crop_group")["flag"] == "red"
 
 
 def test_declared_group_unknown_to_the_model_is_orange() -> None:
     ev = evidence(
-        "a", crop_predicted="1", crop_probability=0.95, crop_second="3", crop_second_probability=0.03
+        "a", crop_predicted="1", crop_probability=0.96, crop_second="3", crop_second_probability=0.03
     )
     row = one(run([parcel("a", "CZH")], [ev], model_classes=[1, 2, 3, 18, 19]), "a", "crop_group")
     assert (row["flag"], row["reasons"]) == ("orange", ["declared_group_not_modelled"])
@@ -264,6 +284,28 @@ def test_fallow_rules() -> None:
     assert flags == {"ok": "green", "mowed": "red", "late": "green", "doubt": "orange", "tilled": "red"}
     assert one(out, "mowed", "fallow")["evidence"]["protected_mowing_dates"] == ["2025-05-20"]
     assert one(out, "tilled", "fallow")["reasons"] == ["fallow_tilled_in_protected_period"]
+
+
+def test_fallow_mowing_interval_must_lie_inside_the_protected_period() -> None:
+    """The cut happened between two clear observations: red only when both are inside the period."""
+    cases = {
+        "inside": "2025-05-10/2025-05-15",
+        "leaves": "2025-06-05/2025-07-05",  # start inside, but the cut may be after 9 June
+        "enters": "2025-04-26/2025-05-04",  # end inside, but the cut may be before 1 May
+        "before": "2025-04-01/2025-04-20",
+    }
+    evs = [
+        evidence(p, mowing_dates=iv.split("/")[0], mowing_intervals=iv, mowing_confidence=0.9)
+        for p, iv in cases.items()
+    ]
+    out = run([parcel(p, "J6S") for p in cases], evs)
+    got = {p: (one(out, p, "fallow")["flag"], one(out, p, "fallow")["reasons"]) for p in cases}
+    assert got["inside"] == ("red", ["fallow_mowed_in_protected_period"])
+    assert got["leaves"] == got["enters"] == ("orange", ["fallow_mowing_straddles_period"])
+    assert got["before"] == ("green", ["fallow_undisturbed"])
+    enters = one(out, "enters", "fallow")
+    assert enters["evidence"]["straddling_mowing_intervals"] == ["2025-04-26/2025-05-04"]
+    assert "2025-04-26/2025-05-04" in enters["explanation_fr"]
 
 
 @pytest.mark.parametrize("small", [{"n_pixels": 5}, {"monitorable": False}])

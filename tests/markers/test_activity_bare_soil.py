@@ -15,8 +15,30 @@ def test_activity_true_on_mowing_false_without(make_grass):
     a = detect_activity(t).set_index("parcel_id")
     assert bool(a.loc["mown", "activity"]) and a.loc["mown", "evidence"] == "mowing"
     assert not bool(a.loc["idle", "activity"])
-    assert a.loc["idle", "status"] == "ok" and a.loc["idle", "confidence"] > 0.5
+    # A quiet, dense series: "no activity" at the cap, never above (light grazing cannot be ruled out).
+    assert (
+        a.loc["idle", "status"] == "ok"
+        and a.loc["idle", "confidence"] == ActivityParams().max_inactive_confidence
+    )
     assert a.loc["idle", "n_valid"] > 30 and a.loc["idle", "max_gap_days"] <= 10
+
+
+def test_no_activity_confidence_needs_a_quiet_series(make_grass):
+    """Confidence in "none" drops with a faint mowing-like fall or a lasting depression of the sward."""
+    quiet = make_grass("quiet", seed=3)
+    faint = make_grass("faint", seed=3, mowings=("2023-07-01",), drop=0.12)
+    grazed = make_grass("grazed", seed=3)
+    summer = pd.to_datetime(grazed["date"]).between("2023-05-15", "2023-07-31")
+    grazed.loc[summer, "ndvi"] -= 0.22  # a herd keeps the sward low for ten weeks
+    t = normalize_timeseries(pd.concat([quiet, faint, grazed]))
+    uncapped = ActivityParams(max_inactive_confidence=1.0)
+    a = detect_activity(t, params=uncapped).set_index("parcel_id")
+    assert not a["activity"].any(), a
+    assert a.loc["quiet", "confidence"] >= 0.9
+    assert a.loc["faint", "confidence"] < a.loc["quiet", "confidence"] - 0.2
+    assert a.loc["grazed", "confidence"] < 0.6 <= a.loc["quiet", "confidence"]
+    capped = detect_activity(t).set_index("parcel_id")
+    assert (capped["confidence"] <= ActivityParams().max_inactive_confidence).all()
 
 
 def test_activity_not_enough_data_when_sparse(make_grass):

@@ -128,7 +128,7 @@ def make_evidence(parcels, *, seed: int = 0):  # type: ignore[no-untyped-def]
             "crop_probability": 0.9,
             "crop_second": "4",
             "crop_second_probability": 0.05,
-            "homogeneity": 0.9,
+            "homogeneity": 0.03,  # mean within-parcel NDVI std: a uniform parcel
             "marker_version": "markers-test",
             "model_version": "crop-test",
         }
