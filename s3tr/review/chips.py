@@ -1,0 +1,671 @@
+"""Image chips of the parcels under review, for the instructor console.
+
+For every parcel with an active case, :func:`write_case_chips` cuts small PNG chips from the
+imagery around the parcel — true colour and NDVI — for the key dates of the case: the last clear
+acquisition before and the first clear one after each detected event (mowing, bare soil...), and
+the latest clear acquisition. They are written with a JSON index under
+``<workdir>/chips/<id_parcel>/``:
+
+``index.json``
+    ``id_parcel``, ``campaign``, ``commune`` (when the parcels file has one), ``outline`` (WGS84
+    GeoJSON), ``cases`` (control, state, detected events and the control window of each active
+    case) and ``chips``: one entry per image with its ``date``, ``kind`` (``truecolor`` or
+    ``ndvi``), ``role`` (why this date), ``file``, ``size`` ``[width, height]`` in pixels, its
+    georeferencing — ``crs``, ``bounds`` (minx, miny, maxx, maxy in that CRS), ``bounds_wgs84``
+    (west, south, east, north) — and two affine maps fitted on the chip
+    (``lonlat_to_px``/``px_to_lonlat``, ``[a, b, c, d, e, f]`` with ``col = a*lon + b*lat + c``,
+    ``row = d*lon + e*lat + f``) so a browser can draw WGS84 points on it and read clicks back,
+    plus ``outline_px``, the parcel outline in chip pixels.
+
+``<workdir>/chips/index.json`` maps every parcel that has chips to its commune and chip count
+(read by the console for its commune filter).
+
+Chips keep the native 20 m pixels (the browser scales them up): a 300 m parcel gives a chip of
+about 25 x 25 pixels and 1-2 kB. A rerun rewrites nothing that exists: PNG files already present
+are kept, and index files are only rewritten when their content changes. One parcel that fails
+(no geometry, no imagery, unreadable raster) is recorded in :attr:`ChipsResult.problems`; the
+others go on.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+import xarray as xr
+from PIL import Image
+from pyproj import Transformer
+from shapely import wkt as shapely_wkt
+from shapely.geometry import mapping
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from s3tr.errors import S3trError
+from s3tr.extract.store import _SLOT, SeriesStore
+from s3tr.extract.table import DEFAULT_MIN_VALID_FRACTION
+from s3tr.grid import Grid
+from s3tr.imagery.base import Acquisition, ImagerySource
+from s3tr.review.database import db_url_for, make_engine
+from s3tr.review.models import ACTIVE_STATES, Case, Decision, Declaration
+
+__all__ = [
+    "CHIP_KINDS",
+    "ChipsResult",
+    "chips_dir",
+    "chips_for_run",
+    "key_dates",
+    "parcel_chips_dir",
+    "read_chip_index",
+    "write_case_chips",
+]
+
+logger = logging.getLogger(__name__)
+
+CHIP_KINDS = ("truecolor", "ndvi")
+"""The images cut for each key date."""
+
+#: SCL classes counted as clear (vegetation, bare soil, water, unclassified) for the fallback choice.
+_CLEAR_SCL = (4, 5, 6, 7)
+_INDEX = "index.json"
+
+
+@dataclass
+class ChipsResult:
+    """What :func:`write_case_chips` did.
+
+    Attributes
+    ----------
+    parcels
+        Parcels with an active case that were looked at.
+    written, kept
+        PNG files written, and PNG files already present (left untouched).
+    problems
+        ``(id_parcel, reason)`` of every parcel (or date) that got no chip.
+    """
+
+    parcels: int = 0
+    written: int = 0
+    kept: int = 0
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+def chips_dir(workdir: str | Path) -> Path:
+    """The folder holding the chips of a workdir (``<workdir>/chips``)."""
+    return Path(workdir) / "chips"
+
+
+def parcel_chips_dir(workdir: str | Path, id_parcel: str) -> Path:
+    """The folder of one parcel's chips (``<workdir>/chips/<id_parcel>``, made path-safe)."""
+    return chips_dir(workdir) / _safe_name(id_parcel)
+
+
+def read_chip_index(workdir: str | Path, id_parcel: str) -> dict[str, Any] | None:
+    """The chip index of one parcel, or None when it has none (or it is unreadable)."""
+    path = parcel_chips_dir(workdir, id_parcel) / _INDEX
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _safe_name(id_parcel: str) -> str:
+    # id_parcel comes from the declaration file: keep it a single, harmless path component
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(id_parcel))
+    return cleaned.strip(".") or "_"
+
+
+# -- choosing the dates ---------------------------------------------------------------------------
+def _event_dates(evidence: dict[str, Any]) -> dict[str, list[date]]:
+    """Detected events of a decision's evidence: every ``<kind>_dates`` list of ISO dates."""
+    events: dict[str, list[date]] = {}
+    for key, value in (evidence or {}).items():
+        if not key.endswith("_dates") or not isinstance(value, list):
+            continue
+        days = []
+        for v in value:
+            try:
+                days.append(date.fromisoformat(str(v)[:10]))
+            except ValueError:
+                continue
+        if days:
+            events[key[: -len("_dates")]] = sorted(set(days))
+    return events
+
+
+def _control_window(control: str, ruleset: Any) -> dict[str, str] | None:
+    if ruleset is None:
+        return None
+    window = {
+        "min_activity": getattr(ruleset, "activity_window", None),
+        "fallow": getattr(ruleset, "fallow_protected_period", None),
+    }.get(control)
+    if window is None:
+        return None
+    return {"start": window.start.isoformat(), "end": window.end.isoformat()}
+
+
+def key_dates(
+    valid_dates: Sequence[date], events: Iterable[date], *, max_events: int = 4
+) -> list[tuple[date, str]]:
+    """The key dates of a parcel: around each event (clear before / clear after) and the latest clear.
+
+    Parameters
+    ----------
+    valid_dates
+        Dates of the parcel's clear (valid) acquisitions.
+    events
+        Dates of the detected events.
+    max_events
+        Only the latest ``max_events`` events get their before/after pair (chips stay few).
+
+    Returns
+    -------
+    list of (date, role)
+        Sorted by date, each date once; ``role`` is ``before:<event>``, ``after:<event>`` or
+        ``latest`` (roles of a shared date are joined with ``,``).
+    """
+    clear = sorted(set(valid_dates))
+    roles: dict[date, list[str]] = {}
+    for ev in sorted(set(events))[-max_events:]:
+        before = [d for d in clear if d < ev]
+        after = [d for d in clear if d >= ev]
+        if before:
+            roles.setdefault(before[-1], []).append(f"before:{ev.isoformat()}")
+        if after:
+            roles.setdefault(after[0], []).append(f"after:{ev.isoformat()}")
+    if clear:
+        roles.setdefault(clear[-1], []).append("latest")
+    return [(d, ",".join(r)) for d, r in sorted(roles.items())]
+
+
+# -- cutting one chip -----------------------------------------------------------------------------
+def _window_grid(grid: Grid, bounds: tuple[float, float, float, float], margin: float) -> Grid | None:
+    """The window of ``grid`` (whole pixels) covering ``bounds`` plus ``margin`` metres."""
+    inv = ~grid.transform
+    minx, miny, maxx, maxy = bounds
+    cols, rows = [], []
+    for x, y in ((minx - margin, maxy + margin), (maxx + margin, miny - margin)):
+        c, r = inv * (x, y)
+        cols.append(c)
+        rows.append(r)
+    c0, c1 = math.floor(min(cols)), math.ceil(max(cols))
+    r0, r1 = math.floor(min(rows)), math.ceil(max(rows))
+    if c1 <= c0 or r1 <= r0:
+        return None
+    return grid.window(r0, c0, r1 - r0, c1 - c0)
+
+
+def _truecolor_png(rgb: np.ndarray) -> bytes:
+    """Reflectance (3, h, w) -> PNG; a fixed gain and gamma, so dates compare visually."""
+    scaled = np.clip(np.nan_to_num(rgb, nan=0.0) * 3.5, 0.0, 1.0) ** (1 / 1.3)
+    arr = (scaled * 255).round().astype(np.uint8).transpose(1, 2, 0)
+    alpha = np.where(np.isnan(rgb).any(axis=0), 0, 255).astype(np.uint8)
+    return _png(np.dstack([arr, alpha]))
+
+
+#: NDVI colour ramp (value, RGB): bare soil brown -> sparse yellow -> dense vegetation green.
+_NDVI_RAMP = (
+    (-0.2, (120, 80, 50)),
+    (0.2, (200, 160, 90)),
+    (0.4, (230, 220, 110)),
+    (0.6, (130, 190, 80)),
+    (0.9, (20, 110, 40)),
+)
+
+
+def _ndvi_png(ndvi: np.ndarray) -> bytes:
+    stops = np.array([s for s, _ in _NDVI_RAMP])
+    colours = np.array([c for _, c in _NDVI_RAMP], dtype=float)
+    v = np.clip(np.nan_to_num(ndvi, nan=stops[0]), stops[0], stops[-1])
+    rgb = np.stack([np.interp(v, stops, colours[:, i]) for i in range(3)], axis=-1)
+    alpha = np.where(np.isnan(ndvi), 0, 255)
+    return _png(np.dstack([rgb.round().astype(np.uint8), alpha.astype(np.uint8)]))
+
+
+def _png(rgba: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _fit_affine(src: np.ndarray, dst: np.ndarray) -> list[float]:
+    """Least-squares affine ``dst = A @ [src, 1]`` as ``[a, b, c, d, e, f]``."""
+    design = np.column_stack([src, np.ones(len(src))])
+    coef, *_ = np.linalg.lstsq(design, dst, rcond=None)
+    return [float(v) for v in (coef[0, 0], coef[1, 0], coef[2, 0], coef[0, 1], coef[1, 1], coef[2, 1])]
+
+
+def _georef(window: Grid, outline: BaseGeometry) -> dict[str, Any]:
+    """Bounds and pixel <-> WGS84 maps of a chip window; the outline (in window CRS) in pixels."""
+    h, w = window.shape
+    to_wgs = Transformer.from_crs(window.crs, "EPSG:4326", always_xy=True)
+    cols, rows = np.meshgrid(np.linspace(0, w, 5), np.linspace(0, h, 5))
+    px = np.column_stack([cols.ravel(), rows.ravel()])
+    xs, ys = window.transform * (px[:, 0], px[:, 1])
+    lon, lat = to_wgs.transform(np.asarray(xs), np.asarray(ys))
+    ll = np.column_stack([lon, lat])
+    inv = ~window.transform
+
+    def to_px(xy: np.ndarray) -> np.ndarray:
+        c, r = inv * (xy[:, 0], xy[:, 1])
+        return np.column_stack([c, r])
+
+    outline_px = shapely.transform(outline, to_px)
+    return {
+        "crs": window.crs,
+        "bounds": [round(v, 3) for v in window.bounds],
+        "bounds_wgs84": [
+            round(float(lon.min()), 7),
+            round(float(lat.min()), 7),
+            round(float(lon.max()), 7),
+            round(float(lat.max()), 7),
+        ],
+        "size": [w, h],
+        "lonlat_to_px": _fit_affine(ll, px),
+        "px_to_lonlat": _fit_affine(px, ll),
+        "outline_px": _round_coords(mapping(outline_px)),
+    }
+
+
+def _round_coords(geo: Any) -> Any:
+    if isinstance(geo, dict):
+        return {k: _round_coords(v) for k, v in geo.items()}
+    if isinstance(geo, list | tuple):
+        return [_round_coords(v) for v in geo]
+    if isinstance(geo, float):
+        return round(geo, 2)
+    return geo
+
+
+# -- the parcel loop ------------------------------------------------------------------------------
+@dataclass
+class _Parcel:
+    campaign: int
+    id_parcel: str
+    geometry: BaseGeometry
+    crs: str
+    cases: list[dict[str, Any]]
+    events: set[date]
+
+
+def _active_parcels(engine: Any, ruleset: Any) -> list[_Parcel]:
+    """Parcels with an active case, with their latest geometry and the events of their decisions."""
+    active = [s.value for s in ACTIVE_STATES]
+    out: dict[tuple[int, str], _Parcel] = {}
+    with Session(engine) as s:
+        cases = s.scalars(
+            select(Case).where(Case.state.in_(active)).order_by(Case.campaign, Case.id_parcel, Case.case_id)
+        ).all()
+        for case in cases:
+            key = (case.campaign, case.id_parcel)
+            if key not in out:
+                decl = s.scalars(
+                    select(Declaration)
+                    .where(Declaration.campaign == case.campaign, Declaration.id_parcel == case.id_parcel)
+                    .order_by(Declaration.version.desc())
+                    .limit(1)
+                ).first()
+                if decl is None or not decl.geometry_wkt:
+                    out[key] = _Parcel(case.campaign, case.id_parcel, shapely.Point(), "", [], set())
+                else:
+                    geom = shapely_wkt.loads(decl.geometry_wkt)
+                    out[key] = _Parcel(
+                        case.campaign, case.id_parcel, geom, decl.crs or "EPSG:4326", [], set()
+                    )
+            evidence = {}
+            if case.decision_id is not None:
+                decision = s.get(Decision, case.decision_id)
+                evidence = dict(decision.evidence or {}) if decision is not None else {}
+            events = _event_dates(evidence)
+            out[key].events.update(d for days in events.values() for d in days)
+            out[key].cases.append(
+                {
+                    "case_id": case.case_id,
+                    "control": case.control,
+                    "state": case.state,
+                    "events": {k: [d.isoformat() for d in v] for k, v in sorted(events.items())},
+                    "window": _control_window(case.control, ruleset),
+                }
+            )
+    return list(out.values())
+
+
+def _write_if_changed(path: Path, data: dict[str, Any]) -> bool:
+    text = json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True)
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except OSError:
+        pass
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return True
+
+
+def _acquisitions_on(
+    source: ImagerySource,
+    day: date,
+    bbox: tuple[float, float, float, float],
+    cache: dict[date, list[Acquisition]],
+) -> list[Acquisition]:
+    if day not in cache:
+        cache[day] = source.list_acquisitions(start=day, end=day, bbox=bbox)
+    return cache[day]
+
+
+def _cut(
+    source: Any, acq: Acquisition, geom_wgs: BaseGeometry, margin_m: float
+) -> tuple[Grid, np.ndarray, np.ndarray, BaseGeometry] | None:
+    """Read a window around the parcel: (window grid, reflectance (4, h, w) B04 B03 B02 B08, SCL, outline)."""
+    to_grid = Transformer.from_crs("EPSG:4326", acq.grid.crs, always_xy=True)
+    outline = shapely.transform(geom_wgs, lambda xy: np.column_stack(to_grid.transform(xy[:, 0], xy[:, 1])))
+    window = _window_grid(acq.grid, outline.bounds, margin_m)
+    if window is None:
+        return None
+    bands = ["B04", "B03", "B02", "B08"]
+    if hasattr(source, "read_with_scl"):
+        data, scl = source.read_with_scl(acq, bands, grid=window)
+    else:
+        data, scl = source.read(acq, bands, grid=window), None
+    values = np.asarray(data.values, dtype=np.float32)
+    if scl is None:
+        scl = np.where(np.isnan(values).any(axis=0), 0, 4).astype(np.uint8)
+    return window, values, np.asarray(scl), outline
+
+
+def _clear_dates_by_parcel(workdir: Path, wanted: set[str]) -> dict[str, list[date]]:
+    """Dates of the clear (valid) acquisitions of each wanted parcel, from every series store.
+
+    Only ``count`` and ``valid_fraction`` of the wanted parcels' rows are read, slot by slot (the
+    rule of :func:`s3tr.extract.table.to_table`: valid when ``valid_fraction`` reaches
+    :data:`~s3tr.extract.table.DEFAULT_MIN_VALID_FRACTION` and ``count > 0``). Reading parcel by
+    parcel would open every slot once per parcel (seconds each); loading whole stores would hold
+    every index of every parcel of a tile in memory.
+    """
+    out: dict[str, set[date]] = {}
+    root = workdir / "series"
+    if not root.is_dir():
+        return {}
+    for path in sorted(root.glob("*.zarr")):
+        store = SeriesStore(path)
+        if not store.exists():
+            continue
+        ids = [str(p) for p in store.parcels()]
+        rows = [i for i, pid in enumerate(ids) if pid in wanted]
+        if not rows:
+            continue
+        for _key, (_v, entry) in sorted(store._latest(_SLOT).items()):
+            with xr.open_zarr(entry, consolidated=False) as slot:
+                here = [i for i in rows if i < slot.sizes["parcel"]]  # parcels added later: not seen
+                if not here:
+                    continue
+                part = slot[["count", "valid_fraction"]].isel(parcel=here).load()
+            days = [date.fromisoformat(str(t)[:10]) for t in part["time"].values]
+            with np.errstate(invalid="ignore"):
+                valid = (part["valid_fraction"].values >= DEFAULT_MIN_VALID_FRACTION) & (
+                    part["count"].values > 0
+                )
+            for j, i in enumerate(here):
+                for k in np.flatnonzero(valid[j]):
+                    out.setdefault(ids[i], set()).add(days[k])
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def write_case_chips(
+    workdir: str | Path,
+    source: ImagerySource,
+    *,
+    db_url: str | None = None,
+    communes: dict[str, str] | None = None,
+    ruleset: Any = None,
+    margin_m: float = 60.0,
+    max_events: int = 4,
+) -> ChipsResult:
+    """Cut the image chips of every parcel with an active case (see the module docstring).
+
+    Parameters
+    ----------
+    workdir
+        The run directory: series stores (``series/``), and where ``chips/`` is written.
+    source
+        The imagery the series were extracted from (e.g. :class:`~s3tr.imagery.local.LocalStacSource`).
+    db_url
+        The review database (default: SQLite in ``<workdir>/s3tr.db``).
+    communes
+        ``id_parcel -> INSEE commune code``, recorded in the indexes (for the console's filter).
+    ruleset
+        The campaign's :class:`~s3tr.decide.rules.RuleSet`, to record the control windows.
+    margin_m
+        Metres of imagery kept around the parcel's bounding box.
+    max_events
+        Only the latest ``max_events`` events of a parcel get their before/after chips.
+
+    Returns
+    -------
+    ChipsResult
+        Counts and the problems met (one failing parcel never stops the others).
+    """
+    workdir = Path(workdir)
+    root = chips_dir(workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(db_url or db_url_for(workdir))
+    try:
+        parcels = _active_parcels(engine, ruleset)
+    finally:
+        engine.dispose()
+    result = ChipsResult(parcels=len(parcels))
+    summary: dict[str, Any] = {}
+    listing: dict[date, list[Acquisition]] = {}
+    clear = _clear_dates_by_parcel(workdir, {p.id_parcel for p in parcels})
+    for parcel in parcels:
+        try:
+            entry = _parcel_chips(
+                workdir,
+                source,
+                parcel,
+                clear.get(parcel.id_parcel, []),
+                communes or {},
+                margin_m,
+                max_events,
+                listing,
+                result,
+            )
+        except (S3trError, OSError, ValueError) as exc:
+            # one bad parcel (corrupt raster, odd geometry) must not stop the others
+            logger.warning("no chips for parcel %s: %s", parcel.id_parcel, exc)
+            result.problems.append((parcel.id_parcel, f"{type(exc).__name__}: {exc}"))
+            continue
+        if entry is not None:
+            summary[parcel.id_parcel] = entry
+    _write_if_changed(root / _INDEX, {"parcels": summary})
+    logger.info(
+        "chips: %d parcels, %d written, %d kept, %d problems",
+        result.parcels,
+        result.written,
+        result.kept,
+        len(result.problems),
+    )
+    return result
+
+
+def _parcel_chips(
+    workdir: Path,
+    source: ImagerySource,
+    parcel: _Parcel,
+    clear: list[date],
+    communes: dict[str, str],
+    margin_m: float,
+    max_events: int,
+    listing: dict[date, list[Acquisition]],
+    result: ChipsResult,
+) -> dict[str, Any] | None:
+    if parcel.geometry.is_empty:
+        result.problems.append((parcel.id_parcel, "the declaration has no geometry"))
+        return None
+    geom = parcel.geometry
+    if parcel.crs.upper() not in ("EPSG:4326", "OGC:CRS84"):
+        tr = Transformer.from_crs(parcel.crs, "EPSG:4326", always_xy=True)
+        geom = shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+    bbox = tuple(float(v) for v in geom.bounds)
+    if clear:
+        wanted = key_dates(clear, parcel.events, max_events=max_events)
+    else:
+        # no series (e.g. a parcel too small to be extracted): the latest mostly clear acquisition
+        wanted = _latest_clear(source, geom, bbox, margin_m)
+    folder = parcel_chips_dir(workdir, parcel.id_parcel)
+    folder.mkdir(parents=True, exist_ok=True)
+    chips: list[dict[str, Any]] = []
+    tile: str | None = None
+    for day, role in wanted:
+        acqs = _acquisitions_on(source, day, bbox, listing)  # type: ignore[arg-type]
+        if tile is not None:
+            # keep one tile per parcel, so every chip shares the same frame
+            acqs = sorted(acqs, key=lambda a: a.tile != tile)
+        if not acqs:
+            result.problems.append((parcel.id_parcel, f"no acquisition on {day} covers the parcel"))
+            continue
+        acq = acqs[0]
+        tile = tile or acq.tile
+        names = {k: f"{day.isoformat()}_{acq.tile}_{k}.png" for k in CHIP_KINDS}
+        if all((folder / n).is_file() for n in names.values()) and (folder / _INDEX).is_file():
+            cut = None
+            georef = _known_georef(folder, names["truecolor"])
+            if georef is None:
+                cut = _cut(source, acq, geom, margin_m)
+        else:
+            cut = _cut(source, acq, geom, margin_m)
+            georef = None
+        if cut is not None:
+            window, values, scl, outline = cut
+            georef = _georef(window, outline)
+            images = {
+                "truecolor": lambda v=values: _truecolor_png(v[:3]),
+                "ndvi": lambda v=values: _ndvi_png(_ndvi(v[0], v[3])),
+            }
+            for kind, name in names.items():
+                path = folder / name
+                if path.is_file():
+                    result.kept += 1
+                    continue
+                path.write_bytes(images[kind]())
+                result.written += 1
+            clear_fraction = float(np.isin(scl, _CLEAR_SCL).mean()) if scl.size else 0.0
+        else:
+            result.kept += len(names)
+            clear_fraction = _known_field(folder, names["truecolor"], "clear_fraction")
+        for kind, name in names.items():
+            chips.append(
+                {
+                    "date": day.isoformat(),
+                    "kind": kind,
+                    "role": role,
+                    "file": name,
+                    "acquisition": acq.id,
+                    "clear_fraction": round(clear_fraction or 0.0, 3),
+                    **(georef or {}),
+                }
+            )
+    index = {
+        "id_parcel": parcel.id_parcel,
+        "campaign": parcel.campaign,
+        "commune": communes.get(parcel.id_parcel),
+        "outline": _round7(mapping(geom)),
+        "cases": parcel.cases,
+        "chips": chips,
+    }
+    _write_if_changed(folder / _INDEX, index)
+    return {"commune": communes.get(parcel.id_parcel), "chips": len(chips)}
+
+
+def _round7(geo: Any) -> Any:
+    if isinstance(geo, dict):
+        return {k: _round7(v) for k, v in geo.items()}
+    if isinstance(geo, list | tuple):
+        return [_round7(v) for v in geo]
+    return round(geo, 7) if isinstance(geo, float) else geo
+
+
+def _ndvi(red: np.ndarray, nir: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = (nir - red) / (nir + red)
+    return np.where(np.isfinite(out), out, np.nan)
+
+
+def _known_chip(folder: Path, name: str) -> dict[str, Any] | None:
+    try:
+        index = json.loads((folder / _INDEX).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return next((c for c in index.get("chips", []) if c.get("file") == name), None)
+
+
+def _known_georef(folder: Path, name: str) -> dict[str, Any] | None:
+    chip = _known_chip(folder, name)
+    keys = ("crs", "bounds", "bounds_wgs84", "size", "lonlat_to_px", "px_to_lonlat", "outline_px")
+    if chip is None or any(k not in chip for k in keys):
+        return None
+    return {k: chip[k] for k in keys}
+
+
+def _known_field(folder: Path, name: str, key: str) -> Any:
+    chip = _known_chip(folder, name)
+    return None if chip is None else chip.get(key)
+
+
+def _latest_clear(
+    source: Any, geom: BaseGeometry, bbox: tuple[float, ...], margin_m: float, tries: int = 8
+) -> list[tuple[date, str]]:
+    acqs = source.list_acquisitions(bbox=bbox)
+    for acq in reversed(acqs[-tries:]):
+        cut = _cut(source, acq, geom, margin_m)
+        if cut is not None and float(np.isin(cut[2], _CLEAR_SCL).mean()) >= 0.6:
+            return [(acq.date, "latest")]
+    return []
+
+
+def chips_for_run(config: Any, workdir: str | Path, *, db_url: str | None = None) -> ChipsResult:
+    """:func:`write_case_chips` for a nightly run configuration (its catalog, parcels and rule set).
+
+    Parameters
+    ----------
+    config
+        The :class:`~s3tr.nightly.config.RunConfig` of the run (``catalog``, ``parcels``,
+        ``campaign``, ``region``).
+    workdir, db_url
+        As given to the run.
+    """
+    from s3tr.decide.rules import load_ruleset
+    from s3tr.imagery.local import LocalStacSource
+
+    communes: dict[str, str] = {}
+    try:
+        from s3tr.parcels import load_parcels
+
+        frame = load_parcels(config.parcels, campaign=config.campaign).parcels
+        if "commune" in frame.columns:
+            communes = {
+                str(k): str(v)
+                for k, v in zip(frame["id_parcel"], frame["commune"], strict=True)
+                if isinstance(v, str) and v
+            }
+    except (S3trError, OSError, ValueError) as exc:
+        logger.warning("chips: no communes (%s)", exc)
+    try:
+        ruleset = load_ruleset(config.campaign, getattr(config, "region", None))
+    except (S3trError, OSError, ValueError) as exc:
+        logger.warning("chips: no rule set, control windows left out (%s)", exc)
+        ruleset = None
+    source = LocalStacSource(config.catalog)
+    return write_case_chips(workdir, source, db_url=db_url, communes=communes, ruleset=ruleset)

@@ -1,0 +1,147 @@
+"""Image chips of the parcels under review: dates, georeferencing, idempotency, bad records."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from shapely.geometry import shape
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from s3tr.demo.runner import demo_run_config
+from s3tr.review.chips import _ndvi_png, chips_dir, chips_for_run, key_dates, read_chip_index
+from s3tr.review.database import db_url_for, make_engine
+from s3tr.review.models import ACTIVE_STATES, Case, Declaration
+
+
+@pytest.fixture
+def work(console_workdir: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "work"
+    shutil.copytree(console_workdir, dst)
+    return dst
+
+
+def _active_parcels(work: Path) -> set[str]:
+    engine = make_engine(db_url_for(work))
+    with Session(engine) as s:
+        ids = s.scalars(select(Case.id_parcel).where(Case.state.in_([a.value for a in ACTIVE_STATES]))).all()
+    engine.dispose()
+    return set(ids)
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
+    return {
+        str(p.relative_to(root)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in root.rglob("*")
+        if p.is_file()
+    }
+
+
+def test_key_dates_around_events_and_latest() -> None:
+    clear = [date(2025, 4, d) for d in (1, 5, 9, 20, 28)]
+    assert key_dates(clear, [date(2025, 4, 7), date(2025, 4, 20)]) == [
+        (date(2025, 4, 5), "before:2025-04-07"),
+        (date(2025, 4, 9), "after:2025-04-07,before:2025-04-20"),
+        (date(2025, 4, 20), "after:2025-04-20"),
+        (date(2025, 4, 28), "latest"),
+    ]
+    # shared dates get both roles; no clear date before the event: only "after"
+    assert key_dates(clear, [date(2025, 4, 1)]) == [
+        (date(2025, 4, 1), "after:2025-04-01"),
+        (date(2025, 4, 28), "latest"),
+    ]
+    assert key_dates([date(2025, 4, 5)], [date(2025, 4, 9)]) == [
+        (date(2025, 4, 5), "before:2025-04-09,latest")
+    ]
+    assert key_dates([], [date(2025, 4, 9)]) == []
+
+
+def test_every_active_parcel_has_georeferenced_chips(console_workdir: Path) -> None:
+    root = chips_dir(console_workdir)
+    active = _active_parcels(console_workdir)
+    assert {p.name for p in root.iterdir() if p.is_dir()} == active
+    summary = json.loads((root / "index.json").read_text())["parcels"]
+    assert set(summary) == active
+    for pid in active:
+        index = read_chip_index(console_workdir, pid)
+        assert index is not None and index["id_parcel"] == pid
+        assert index["chips"], pid
+        assert summary[pid]["chips"] == len(index["chips"])
+        assert {c["kind"] for c in index["chips"]} == {"truecolor", "ndvi"}
+        outline = shape(index["outline"])
+        west, south, east, north = outline.bounds
+        for chip in index["chips"]:
+            png = Image.open(io.BytesIO((root / pid / chip["file"]).read_bytes()))
+            assert png.format == "PNG" and list(png.size) == chip["size"]
+            w, h = chip["size"]
+            bw, bs, be, bn = chip["bounds_wgs84"]
+            assert bw < west and be > east and bs < south and bn > north
+            minx, miny, maxx, maxy = chip["bounds"]
+            assert (maxx - minx, maxy - miny) == pytest.approx((20.0 * w, 20.0 * h))
+            a, b, c, d, e, f = chip["lonlat_to_px"]
+            pa, pb, pc, pd, pe, pf = chip["px_to_lonlat"]
+            ring_ll = np.asarray(index["outline"]["coordinates"][0])
+            ring_px = np.asarray(chip["outline_px"]["coordinates"][0])
+            assert len(ring_ll) == len(ring_px)
+            col = a * ring_ll[:, 0] + b * ring_ll[:, 1] + c
+            row = d * ring_ll[:, 0] + e * ring_ll[:, 1] + f
+            # the fitted WGS84 -> pixel map agrees with the exact projection within a tenth of a pixel
+            assert np.abs(col - ring_px[:, 0]).max() < 0.1 and np.abs(row - ring_px[:, 1]).max() < 0.1
+            assert (ring_px[:, 0] > 0).all() and (ring_px[:, 0] < w).all()
+            assert (ring_px[:, 1] > 0).all() and (ring_px[:, 1] < h).all()
+            back_lon = pa * col + pb * row + pc
+            back_lat = pd * col + pe * row + pf
+            assert (
+                np.abs(back_lon - ring_ll[:, 0]).max() < 1e-6
+                and np.abs(back_lat - ring_ll[:, 1]).max() < 1e-6
+            )
+
+
+def test_rerun_rewrites_nothing_and_fills_gaps(work: Path, console_season: Path) -> None:
+    config = demo_run_config(console_season, workers=1)
+    root = chips_dir(work)
+    before = _snapshot(root)
+    n_png = sum(1 for k in before if k.endswith(".png"))
+    again = chips_for_run(config, work)
+    assert (again.written, again.kept) == (0, n_png)
+    assert _snapshot(root) == before
+    # a chip lost from the store is cut again, identical; nothing else is touched
+    lost = next(k for k in sorted(before) if k.endswith("_ndvi.png"))
+    (root / lost).unlink()
+    third = chips_for_run(config, work)
+    assert (third.written, third.kept) == (1, n_png - 1)
+    after = _snapshot(root)
+    assert after[lost][1] == before[lost][1]
+    assert {k: v for k, v in after.items() if k != lost} == {k: v for k, v in before.items() if k != lost}
+
+
+def test_a_parcel_without_geometry_is_reported_and_the_others_go_on(work: Path, console_season: Path) -> None:
+    shutil.rmtree(chips_dir(work))
+    victim = sorted(_active_parcels(work))[0]
+    engine = make_engine(db_url_for(work))
+    with Session(engine) as s, s.begin():
+        s.execute(update(Declaration).where(Declaration.id_parcel == victim).values(geometry_wkt=None))
+    engine.dispose()
+    result = chips_for_run(demo_run_config(console_season, workers=1), work)
+    assert [pid for pid, _ in result.problems] == [victim]
+    assert "geometry" in result.problems[0][1]
+    assert read_chip_index(work, victim) is None
+    others = _active_parcels(work) - {victim}
+    assert all(read_chip_index(work, pid)["chips"] for pid in others)  # type: ignore[index]
+
+
+def test_ndvi_colours_go_from_soil_to_vegetation() -> None:
+    values = np.array([[-0.1, 0.3, 0.8, np.nan]], dtype=np.float32)
+    rgba = np.asarray(Image.open(io.BytesIO(_ndvi_png(values))))
+    soil, sparse, dense, missing = rgba[0]
+    assert soil[0] > soil[1]  # brown: more red than green
+    assert dense[1] > dense[0] and dense[1] > dense[2]  # green
+    assert missing[3] == 0 and dense[3] == 255  # no data is transparent
+    assert sparse[1] > soil[1]
