@@ -169,17 +169,31 @@ def nightly(
     ] = None,
     since: Annotated[str | None, typer.Option(help="Only acquisitions from this date (YYYY-MM-DD).")] = None,
     only: Annotated[list[str] | None, typer.Option(help="Only this MGRS tile (repeatable).")] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Dask scheduler address, e.g. tcp://HOST:8786 (default: a local cluster)."),
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Retry the items that failed in earlier runs.")
+    ] = False,
 ) -> None:
     """Run the nightly pipeline: new acquisitions, markers, decisions, review queue, run report.
 
     Exit code 0 when everything succeeded, 3 when some items failed (partial run), 1 when the run failed.
     """
+    from datetime import date
+
     from s3tr.nightly.config import load_run_config
     from s3tr.nightly.pipeline import load_crop_model, run_pipeline
-    from s3tr.nightly.report import write_report
+    from s3tr.nightly.post import default_post_steps
+    from s3tr.nightly.report import summarize, write_report
 
     try:
-        cfg = load_run_config(config, start=since)
+        since_date = date.fromisoformat(since) if since else None
+    except ValueError as exc:
+        raise typer.BadParameter(f"--since {since!r} is not a date YYYY-MM-DD") from exc
+    try:
+        cfg = load_run_config(config)
         with _Bars() as bars:
             result = run_pipeline(
                 cfg,
@@ -188,14 +202,16 @@ def nightly(
                 crop_model=load_crop_model(cfg.crop_model),
                 progress=bars,
                 only_tiles=tuple(only) if only else None,
+                since=since_date,
+                retry_failed=retry_failed,
+                scheduler=scheduler or cfg.scheduler,
+                post_steps=default_post_steps(cfg),
             )
         report = write_report(result, Path(workdir) / "report.html")
     except S3trError as exc:
         raise _fail(exc) from exc
-    from s3tr.nightly.report import summarize
-
     _print_summary(summarize(result), None)
-    out.print(f"Run report: {report}")
+    out.print(f"Run {result.run_id}: {result.status}. Run report: {report}")
     if result.failures:
         console.print(f"[yellow]{len(result.failures)} items failed (see the run report); partial run.[/]")
         raise typer.Exit(3)
@@ -209,12 +225,14 @@ evaluate_app = typer.Typer(help="Score markers against ground truth.", no_args_i
 cases_app = typer.Typer(help="The review queue.", no_args_is_help=True)
 db_app = typer.Typer(help="The review database.", no_args_is_help=True)
 qa_app = typer.Typer(help="Quality assessment of the monitoring.", no_args_is_help=True)
+notify_app = typer.Typer(help="Notifications to farmers and instructors.", no_args_is_help=True)
 markers_app.add_typer(crop_app, name="crop")
 app.add_typer(markers_app, name="markers")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(cases_app, name="cases")
 app.add_typer(db_app, name="db")
 app.add_typer(qa_app, name="qa")
+app.add_typer(notify_app, name="notify")
 app.add_typer(accounts_app, name="accounts")
 
 TsOpt = Annotated[Path, typer.Option("--timeseries", help="Time-series table (CSV or Parquet).")]
@@ -399,13 +417,38 @@ def qa_sample_cmd(
     out.print(f"{len(sample)} parcels sampled ({counts}) -> {out_path}")
 
 
+@notify_app.command("run")
+def notify_run(
+    db: DbOpt = None,
+    workdir: WorkdirOpt = DEFAULT_WORKDIR,
+    max_messages: Annotated[
+        int | None, typer.Option("--max-messages", min=1, help="Stop after this many deliveries.")
+    ] = None,
+) -> None:
+    """Send the pending notifications (e-mail, push) with retries; add due reminders and digests."""
+    from s3tr.notify.worker import deliver_pending
+    from s3tr.review.database import make_engine
+    from s3tr.review.migrate import check_schema
+    from s3tr.settings import get_settings
+
+    engine = make_engine(_db_url(db, workdir))
+    try:
+        check_schema(engine)
+        summary = deliver_pending(engine, get_settings(), max_messages=max_messages)
+    except S3trError as exc:
+        raise _fail(exc) from exc
+    finally:
+        engine.dispose()
+    out.print(", ".join(f"{k} {v}" for k, v in summary.as_dict().items()))
+
+
 @app.command("serve")
 def serve_cmd(
     workdir: WorkdirOpt = DEFAULT_WORKDIR,
     db: DbOpt = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Server processes.")] = 1,
+    workers: Annotated[int | None, typer.Option(help="Server processes (default: one per CPU core).")] = None,
 ) -> None:
     """Serve the farmer and instructor API (and the photos stored in the workdir)."""
     from s3tr.api.commands import serve

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import date
 from pathlib import Path
@@ -70,6 +71,13 @@ def test_whole_chain_produces_flags_cases_and_report(tiny_season: Path, tmp_path
     report = write_report(result, tmp_path / "work" / "report.html")
     html = report.read_text()
     assert "Flags per control" in html and "data:image/png;base64" in html
+    # The report lists the plan and every work item with its outcome, and stage timings.
+    assert "Plan and work items" in html
+    summary = json.loads((tmp_path / "work" / "run.json").read_text())
+    assert summary["run_id"] == result.run_id and summary["status"] == "ok"
+    assert summary["items"]["planned"] == summary["items"]["done"] == result.acquisitions
+    assert {"read", "mask_indices", "reduce", "write"} <= set(summary["items"]["mean_stage_s"])
+    assert {"plan", "extract", "markers", "decide", "review"} <= set(summary["timings_s"])
 
 
 def test_rerun_reuses_everything_and_opens_no_case(tiny_season: Path, tmp_path: Path) -> None:

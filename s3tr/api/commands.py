@@ -142,14 +142,15 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     *,
-    workers: int = 1,
+    workers: int | None = None,
     log_level: str = "info",
 ) -> None:
     """Run the API with uvicorn on ``host:port`` (blocks until stopped).
 
     The database is ``db`` when given, else SQLite in ``workdir``; it is migrated to the head
-    first. Photos are stored under ``<workdir>/photos``. ``workers > 1`` runs that many server
-    processes (each with its own engine).
+    first. Photos are stored under ``<workdir>/photos``. ``workers`` server processes (default:
+    one per CPU core, each with its own engine) share the port; uvicorn runs on uvloop with
+    the httptools parser (both dependencies of s3tr).
     """
     import os
 
@@ -161,5 +162,13 @@ def serve(
     os.environ["S3TR_API_DB_URL"] = url
     os.environ["S3TR_API_WORKDIR"] = str(root)
     uvicorn.run(
-        "s3tr.api.app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level
+        "s3tr.api.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers or os.cpu_count() or 1,
+        log_level=log_level,
+        # "auto" picks uvloop and httptools when installed and falls back to asyncio and h11
+        loop="auto",
+        http="auto",
     )

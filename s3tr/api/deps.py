@@ -1,22 +1,27 @@
 """FastAPI dependencies: the engine, sessions, the clock, and the authenticated user.
 
-Authentication is ``Authorization: Bearer <token>``; the token is checked against its stored
-hash (:func:`s3tr.review.users.verify_token`). Missing, malformed, unknown, expired and revoked
-tokens all get the same 401 with ``WWW-Authenticate`` (no hint which).
+Authentication is ``Authorization: Bearer <token>``; the token's SHA-256 is looked up on every
+request (one indexed read, no cache: a revoked token is refused from the next request on).
+Missing, malformed, unknown, expired and revoked tokens all get the same 401 with
+``WWW-Authenticate`` (no hint which).
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Select, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from s3tr.api.problems import ApiProblem
@@ -35,6 +40,8 @@ __all__ = [
     "SessionDep",
     "SettingsDep",
 ]
+
+logger = logging.getLogger(__name__)
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-.~+/]{16,256}=*$")
 
@@ -136,11 +143,13 @@ def _unauthorized(detail: str) -> ApiProblem:
     )
 
 
-def _current_user(
-    engine: EngineDep,
+async def _current_user(
     request: Request,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> TokenUser:
+    # async, and the read-only lookup runs on the event loop: one indexed SELECT costs less
+    # than the thread-pool hop (and GIL hand-over) a sync dependency takes on every request;
+    # nothing here waits for the database's write lock
     if creds is None:
         if request.headers.get("authorization"):
             raise _unauthorized("malformed Authorization header: send 'Authorization: Bearer <token>'")
@@ -149,48 +158,88 @@ def _current_user(
     if not _TOKEN.match(token):
         raise _unauthorized("malformed bearer token: ask an administrator for a new one")
     now = request.app.state.settings.clock()
-    known = _recently_verified(engine, token, now)
-    if known is not None:
-        return known
-    try:
-        return verify_token(engine, token, now=now)
-    except InvalidTokenError as exc:
-        raise _unauthorized(str(exc)) from None
+    engine: Engine = request.app.state.engine
+    user, stale = _lookup_token(engine, token, now)
+    if stale:
+        _touch_later(engine, token, now)
+    return user
 
 
 _LAST_USED_GRANULARITY = timedelta(seconds=60)
 
 
-def _recently_verified(engine: Engine, token: str, now: datetime) -> TokenUser | None:
-    """The token's user when the token is valid and was verified less than a minute ago.
-
-    A read-only check (revocation and expiry are still looked up on every request): it saves
-    the write transaction of :func:`verify_token`, which only refreshes ``last_used_at``, on
-    the hot path; ``None`` sends the caller to :func:`verify_token`.
-    """
+@lru_cache(maxsize=1)
+def _token_query() -> Select[Any]:
+    """Built once: building the statement costs more than running it."""
     t, u = table_of(ApiToken), table_of(User)
+    return (
+        select(
+            t.c.expires_at,
+            t.c.revoked_at,
+            t.c.last_used_at,
+            u.c.id,
+            u.c.username,
+            u.c.role,
+            u.c.pacage,
+            u.c.department,
+            u.c.active,
+        )
+        .join(u, u.c.id == t.c.user_id)
+        .where(t.c.token_hash == bindparam("token_hash"))
+    )
+
+
+def _lookup_token(engine: Engine, token: str, now: datetime) -> tuple[TokenUser, bool]:
+    """The token's user, and whether its ``last_used_at`` is over a minute old; 401 otherwise.
+
+    Revocation, expiry and the user's ``active`` flag are read on every request (no cache): a
+    revoked token is refused from the very next request on, in every server process. Only the
+    SHA-256 of the token is compared (tokens are 256-bit random: no slow hash is needed).
+    """
     with engine.connect() as conn:
-        row = conn.execute(
-            select(
-                t.c.expires_at,
-                t.c.revoked_at,
-                t.c.last_used_at,
-                u.c.id,
-                u.c.username,
-                u.c.role,
-                u.c.pacage,
-                u.c.department,
-                u.c.active,
-            )
-            .join(u, u.c.id == t.c.user_id)
-            .where(t.c.token_hash == hash_token(token))
-        ).first()
-    if row is None or row.revoked_at is not None or not row.active or row.last_used_at is None:
-        return None
-    expires, last = _utc(row.expires_at), _utc(row.last_used_at)
-    if (expires is not None and expires <= now) or not (now - _LAST_USED_GRANULARITY <= last <= now):
-        return None
-    return TokenUser(int(row.id), row.username, row.role, row.pacage, row.department)
+        row = conn.execute(_token_query(), {"token_hash": hash_token(token)}).first()
+    expires = None if row is None else _utc(row.expires_at)
+    expired = expires is not None and expires <= now
+    if row is None or row.revoked_at is not None or not row.active or expired:
+        raise _unauthorized("invalid, expired or revoked token: ask an administrator for a new one")
+    last = _utc(row.last_used_at)
+    stale = last is None or not (now - _LAST_USED_GRANULARITY <= last <= now)
+    return TokenUser(int(row.id), row.username, row.role, row.pacage, row.department), stale
+
+
+# ``last_used_at`` is refreshed at most once a minute per token, off the request path: it is
+# a write transaction that may queue behind the database's write lock, and when the minute
+# turns, every concurrent request of a busy token would otherwise queue for it at once.
+_TOUCHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3tr-token-touch")
+_TOUCHING: dict[tuple[int, str], Future[Any]] = {}
+_TOUCHING_LOCK = threading.Lock()
+
+
+def _touch_later(engine: Engine, token: str, now: datetime) -> None:
+    key = (id(engine), hash_token(token))
+    with _TOUCHING_LOCK:
+        if key in _TOUCHING:
+            return
+        _TOUCHING[key] = _TOUCHER.submit(_touch, engine, token, now, key)
+
+
+def _touch(engine: Engine, token: str, now: datetime, key: tuple[int, str]) -> None:
+    try:
+        verify_token(engine, token, now=now)  # checks again and sets last_used_at
+    except InvalidTokenError:
+        pass  # revoked meanwhile: nothing to record
+    except Exception:  # bookkeeping only: never fails a request
+        logger.warning("could not record the last use of a token", exc_info=True)
+    finally:
+        with _TOUCHING_LOCK:
+            _TOUCHING.pop(key, None)
+
+
+def wait_for_token_touches(timeout: float = 10.0) -> None:
+    """Wait for the pending ``last_used_at`` refreshes (the app calls it before closing its engine)."""
+    with _TOUCHING_LOCK:
+        pending = list(_TOUCHING.values())
+    wait(pending, timeout=timeout)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -206,7 +255,14 @@ CurrentUser = Annotated[TokenUser, Depends(_current_user)]
 class _Role:
     role: str
 
-    async def __call__(self, user: CurrentUser) -> TokenUser:
+    async def __call__(
+        self,
+        request: Request,
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> TokenUser:
+        # calls the authentication itself rather than depending on CurrentUser: one level of
+        # FastAPI's dependency solving less on every request
+        user = await _current_user(request, creds)
         if user.role != self.role:
             raise ApiProblem(
                 403, f"this endpoint is for {self.role}s; your token is a {user.role}'s", code="wrong-role"

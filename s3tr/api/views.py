@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import lru_cache
+from types import SimpleNamespace
 from typing import Any
 
 import shapely
@@ -15,8 +16,8 @@ from pyproj import Transformer
 from shapely import wkt as shapely_wkt
 from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, and_, bindparam, func, select
+from sqlalchemy.orm import Session, aliased
 
 from s3tr.api.schemas import (
     CheckOut,
@@ -37,6 +38,7 @@ __all__ = [
     "outline_wgs84",
     "parcel_out",
     "photo_out",
+    "photo_requests_of",
     "request_in_pacage",
     "request_out",
 ]
@@ -282,6 +284,123 @@ def request_out(
         created_at=aware(req.created_at),  # type: ignore[arg-type]
         photos=[photo_out(p, lang) for p in photos],
     )
+
+
+_D2 = aliased(Declaration)
+
+
+@lru_cache(maxsize=4)
+def _photo_requests_query(by_state: bool, by_request: bool) -> Any:
+    """The listing statement, built once per shape (building it costs more than running it)."""
+    # the latest declaration version of the case's parcel, as latest_declaration() picks it
+    latest = (
+        select(func.max(_D2.version))
+        .where(_D2.campaign == Case.campaign, _D2.id_parcel == Case.id_parcel)
+        .correlate(Case)
+        .scalar_subquery()
+    )
+    stmt = (
+        select(
+            PhotoRequest.id,
+            PhotoRequest.state,
+            PhotoRequest.target_lon,
+            PhotoRequest.target_lat,
+            PhotoRequest.heading_deg,
+            PhotoRequest.instructions,
+            PhotoRequest.deadline,
+            PhotoRequest.created_at,
+            Case.case_id,
+            Case.campaign,
+            Case.id_parcel,
+            Case.control,
+            Declaration.crs,
+            Declaration.geometry_wkt,
+            Photo.id.label("photo_id"),
+            Photo.request_id.label("photo_request_id"),
+            Photo.case_id.label("photo_case_id"),
+            Photo.view.label("photo_view"),
+            Photo.sha256.label("photo_sha256"),
+            Photo.lon.label("photo_lon"),
+            Photo.lat.label("photo_lat"),
+            Photo.heading_deg.label("photo_heading_deg"),
+            Photo.taken_at.label("photo_taken_at"),
+            Photo.received_at.label("photo_received_at"),
+            Photo.checks.label("photo_checks"),
+        )
+        .join(Case, Case.case_id == PhotoRequest.case_id)
+        .outerjoin(
+            Declaration,
+            and_(
+                Declaration.campaign == Case.campaign,
+                Declaration.id_parcel == Case.id_parcel,
+                Declaration.version == latest,
+            ),
+        )
+        .outerjoin(Photo, Photo.request_id == PhotoRequest.id)
+        .where(Case.pacage == bindparam("pacage"))
+        .order_by(PhotoRequest.id, Photo.id)
+    )
+    if by_state:
+        stmt = stmt.where(PhotoRequest.state == bindparam("state"))
+    if by_request:
+        stmt = stmt.where(PhotoRequest.id == bindparam("request_id"))
+    return stmt
+
+
+class _Outline:
+    """Duck-types the two columns of a declaration that :func:`outline_geojson` reads."""
+
+    __slots__ = ("crs", "geometry_wkt")
+
+    def __init__(self, crs: str | None, geometry_wkt: str | None) -> None:
+        self.crs, self.geometry_wkt = crs, geometry_wkt
+
+
+def photo_requests_of(
+    session: Session | Connection,
+    pacage: str,
+    lang: str,
+    *,
+    state: str | None = None,
+    request_id: int | None = None,
+) -> list[PhotoRequestOut]:
+    """The photo requests of a PACAGE with their photos, in one SQL query (only the needed columns).
+
+    The listing is the busiest read of the farmers' app: one round trip, no ORM objects, and
+    the parcel outlines come from :func:`outline_geojson`'s cache.
+
+    Parameters
+    ----------
+    session
+        An open session or connection on the review database.
+    pacage
+        The farmer's PACAGE: requests of other farms are never returned.
+    lang
+        ``fr`` or ``en`` (messages of the checks, what to shoot).
+    state
+        Only requests in this state.
+    request_id
+        Only this request (an empty list when it is not the farmer's).
+
+    Returns
+    -------
+    list of PhotoRequestOut
+        Ordered by request id; photos in upload order.
+    """
+    out: list[PhotoRequestOut] = []
+    current: PhotoRequestOut | None = None
+    stmt = _photo_requests_query(state is not None, request_id is not None)
+    params = {"pacage": pacage, "state": state, "request_id": request_id}
+    for row in session.execute(stmt, params):
+        if current is None or current.id != row.id:
+            # the row carries the request's and the case's columns under their own names
+            outline = _Outline(row.crs, row.geometry_wkt)
+            current = request_out(row, row, outline, lang, session, photos=[])  # type: ignore[arg-type]
+            out.append(current)
+        if row.photo_id is not None:
+            fields = {k[len("photo_") :]: v for k, v in row._mapping.items() if k.startswith("photo_")}
+            current.photos.append(photo_out(SimpleNamespace(**fields), lang))  # type: ignore[arg-type]
+    return out
 
 
 def request_in_pacage(session: Session, request_id: int, pacage: str) -> tuple[PhotoRequest, Case] | None:

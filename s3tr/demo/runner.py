@@ -11,7 +11,14 @@ from typing import Any
 
 from s3tr.errors import WorkdirError
 from s3tr.nightly.config import RunConfig
-from s3tr.nightly.pipeline import ProgressCallback, RunResult, load_crop_model, prepare_workdir, run_pipeline
+from s3tr.nightly.pipeline import (
+    ProgressCallback,
+    RunResult,
+    load_crop_model,
+    load_series,
+    prepare_workdir,
+    run_pipeline,
+)
 from s3tr.nightly.report import summarize, write_report
 
 __all__ = ["DemoOutcome", "demo_run_config", "ensure_season", "run_demo"]
@@ -67,12 +74,22 @@ def demo_run_config(root: Path, **overrides: object) -> RunConfig:
 def run_demo(workdir: Path, *, seed: int = 0, progress: ProgressCallback | None = None) -> DemoOutcome:
     """Generate (if needed) and run the demo season; write the run report and score the flags."""
     from s3tr.demo.selfscore import score_run
+    from s3tr.nightly.post import default_post_steps
 
     workdir = prepare_workdir(Path(workdir))
     root = ensure_season(workdir, seed=seed, progress=progress)
+    config = demo_run_config(root)
     result = run_pipeline(
-        demo_run_config(root), workdir=workdir, crop_model=load_crop_model(), progress=progress
+        config,
+        workdir=workdir,
+        crop_model=load_crop_model(),
+        progress=progress,
+        post_steps=default_post_steps(config),
     )
-    score = score_run(result.decisions, result.evidence, result.series, root / "truth")
+    # The score needs the whole season's series; a rerun reads only the parcels it re-decided.
+    series = result.series
+    if result.redecided < len(result.parcels):
+        series = load_series(workdir, min_valid_fraction=config.min_valid_fraction)
+    score = score_run(result.decisions, result.evidence, series, root / "truth")
     report = write_report(result, workdir / "report.html", score=score)
     return DemoOutcome(result, summarize(result, score=score), score, report, result.outputs["flags"])

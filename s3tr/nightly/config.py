@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from s3tr.errors import ConfigError
 
-__all__ = ["RunConfig", "load_run_config"]
+__all__ = ["RunConfig", "TrainingConfig", "load_run_config", "load_training_config"]
 
 DEFAULT_INDICES = ("ndvi", "ndmi", "ndwi", "bsi")
 
@@ -44,7 +44,15 @@ class RunConfig(BaseModel):
         le=1.0,
         description="A parcel-date is a valid observation when this share of its pixels is clear.",
     )
-    workers: int = Field(2, ge=1, description="Local worker processes reading and reducing acquisitions.")
+    workers: int = Field(
+        2, ge=1, description="Local Dask workers (one runs in a thread of the run, more are processes)."
+    )
+    worker_memory: str = Field(
+        "4GB", description="Memory limit of each local Dask worker process (a full tile needs < 4 GB)."
+    )
+    scheduler: str | None = Field(
+        None, description="Dask scheduler address (tcp://host:8786); None starts a LocalCluster."
+    )
     crop_model: Path | None = Field(
         None,
         description="Crop-group model (model.joblib); default: crop_group/model.joblib in the models folder "
@@ -60,9 +68,46 @@ def load_run_config(path: Path, **overrides: object) -> RunConfig:
         raise ConfigError(f"cannot read run configuration {path}: {exc}") from exc
     raw.update({k: v for k, v in overrides.items() if v is not None})
     for key in ("parcels", "catalog", "crop_model"):
-        if key in raw and not Path(raw[key]).is_absolute():
-            raw[key] = str(Path(path).parent / raw[key])
+        if key in raw and raw[key] is not None and not Path(raw[key]).is_absolute():
+            # Absolute: tasks run in other processes (other working directories on a cluster).
+            raw[key] = str((Path(path).parent / raw[key]).resolve())
     try:
         return RunConfig(**raw)
     except ValidationError as exc:
         raise ConfigError(f"invalid run configuration {path}:\n{exc}") from exc
+
+
+class TrainingConfig(BaseModel):
+    """Training of the crop-group model on a generated demo season (``pipelines/training.yaml``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    season_seed: int = Field(1, ge=0, description="Seed of the training season (the demo runs on 0).")
+    workdir: Path = Field(
+        Path("/tmp/s3tr-train-season"), description="Where the season is generated and run."
+    )
+    out: Path = Field(Path("models/crop_group"), description="Folder of the trained model.joblib.")
+    n_splits: int = Field(5, ge=2, description="Cross-validation folds, grouped by farm.")
+    n_estimators: int = Field(200, ge=1, description="Trees of the random forest.")
+    min_samples_leaf: int = Field(3, ge=1, description="Minimum samples per leaf.")
+    seed: int = Field(0, description="Random seed of the classifier and the folds.")
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc}") from exc
+
+
+def load_training_config(path: Path, **overrides: object) -> TrainingConfig:
+    """Read and validate a training configuration; relative paths are taken from the file's folder."""
+    raw = _read_yaml(path)
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    for key in ("workdir", "out"):
+        if key in raw and not Path(raw[key]).is_absolute():
+            raw[key] = str((Path(path).parent / raw[key]).resolve())
+    try:
+        return TrainingConfig(**raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid training configuration {path}:\n{exc}") from exc

@@ -121,18 +121,54 @@ def write_report(result: RunResult, path: Path, *, score: dict[str, Any] | None 
     return path
 
 
+def _items(result: RunResult) -> dict[str, Any]:
+    """This run's work items: counts per status, each item's outcome and mean stage times."""
+    items = getattr(result, "items", None)
+    if items is None or items.empty:
+        return {"planned": 0, "done": 0, "failed": 0, "list": [], "mean_stage_s": {}}
+    rows = []
+    stages: dict[str, list[float]] = {}
+    for r in items.itertuples(index=False):
+        timings = r.timings or {}
+        for k, v in timings.items():
+            stages.setdefault(k, []).append(float(v))
+        rows.append(
+            {
+                "tile": r.tile,
+                "acquisition_id": r.acquisition_id,
+                "acquired_at": pd.Timestamp(r.acquired_at).isoformat(),
+                "status": r.status,
+                "attempts": int(r.attempts),
+                "error": r.error,
+                "timings_s": {k: round(float(v), 3) for k, v in timings.items()},
+            }
+        )
+    status = items["status"].value_counts()
+    return {
+        "planned": len(items),
+        "done": int(status.get("done", 0)),
+        "failed": int(status.get("failed", 0)),
+        "list": rows,
+        "mean_stage_s": {k: round(sum(v) / len(v), 3) for k, v in stages.items()},
+    }
+
+
 def summarize(result: RunResult, *, score: dict[str, Any] | None = None) -> dict[str, Any]:
     """A JSON-able summary of a run (what the report and ``run.json`` show)."""
     counts = result.flag_counts if not result.decisions.empty else pd.DataFrame()
     sync = result.sync
     return {
         "run_id": result.run_id,
+        "status": getattr(result, "status", None),
         "parcels": len(result.parcels),
         "rejected_records": len(result.rejects),
         "acquisitions": result.acquisitions,
         "acquisitions_new": result.acquisitions_new,
+        "plan": dict(getattr(result, "plan", {}) or {}),
+        "items": _items(result),
+        "parcels_redecided": int(getattr(result, "redecided", 0)),
         "flags": {c: {f: int(n) for f, n in row.items()} for c, row in counts.iterrows()},
-        "cases": {k: v for k, v in vars(sync).items()}
+        "cases": {k: int(v) for k, v in vars(sync).items()}
         if sync is not None and hasattr(sync, "__dict__")
         else sync,
         "failures": [vars(f) for f in result.failures],

@@ -45,6 +45,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from s3tr.decide.rules import RuleSet, load_ruleset
 from s3tr.errors import ConfigError, DatabaseError, S3trError, TransientError
+from s3tr.notify.outbox import Kind, enqueue, enqueue_many
 from s3tr.review.database import session_scope, write_connection
 from s3tr.review.models import _ACTIVE_SQL, ACTIVE_STATES, AuditLog, Case, CaseState, Decision, table_of
 
@@ -404,6 +405,7 @@ def _sync_campaign(
         for r in to_insert.to_dict("records")
     ]
     audit: list[dict[str, Any]] = []
+    notices: list[dict[str, Any]] = []  # the farmers hear of flag changes (outbox, same transaction)
     if new_rows:
         if conn.dialect.name == "postgresql":
             # COPY is an order of magnitude faster than multi-row INSERTs; the ids are read back
@@ -442,6 +444,24 @@ def _sync_campaign(
                     },
                 )
             )
+            previous = _none(old["old_flag"])
+            if row["revision"] > 1 and previous not in (None, row["flag"]) and row["pacage"]:
+                notices.append(
+                    {
+                        "kind": Kind.FLAG_CHANGED,
+                        "pacage": row["pacage"],
+                        "department": row["department"],
+                        "campaign": campaign,
+                        "id_parcel": row["id_parcel"],
+                        "payload": {
+                            "control": row["control"],
+                            "flag": row["flag"],
+                            "previous_flag": previous,
+                            "reasons": row["reasons"],
+                        },
+                        "now": now,
+                    }
+                )
     merged["decision_id"] = merged["decision_id"].astype("int64")
 
     # 2. cases
@@ -575,6 +595,7 @@ def _sync_campaign(
 
     cancelled = _bulk_update(to_cancel, cancel=True)
     updated = _bulk_update(to_update, cancel=False)
+    enqueue_many(conn, notices)
     if audit:
         at = table_of(AuditLog)
         if conn.dialect.name == "postgresql":
@@ -816,6 +837,18 @@ def _transition(
             )
         )
     )
+    if target == CaseState.DECIDED and case.pacage:
+        enqueue(
+            session,
+            Kind.CASE_DECIDED,
+            pacage=case.pacage,
+            department=case.department,
+            campaign=case.campaign,
+            id_parcel=case.id_parcel,
+            case_id=case.case_id,
+            payload={"control": case.control, "outcome": outcome, "note": note},
+            now=now,
+        )
     return _case_dict(case)
 
 

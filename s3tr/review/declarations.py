@@ -21,6 +21,7 @@ from sqlalchemy import Engine, func, insert, select, update
 from s3tr.decide.controls import controls_for
 from s3tr.decide.rules import load_ruleset
 from s3tr.errors import S3trError
+from s3tr.notify.outbox import Kind, enqueue
 from s3tr.review.cases import _ACTIVE, _audit, _chunks, _for_parcels, _with_retries
 from s3tr.review.database import write_connection
 from s3tr.review.models import AuditLog, Case, CaseState, Correction, Decision, Declaration, table_of
@@ -323,6 +324,22 @@ def record_correction(
                     )
                 )
             )
+            if fields["pacage"]:  # acknowledge to the farmer in the same transaction (outbox)
+                enqueue(
+                    conn,
+                    Kind.CORRECTION_ACCEPTED,
+                    pacage=fields["pacage"],
+                    department=fields.get("department"),
+                    campaign=campaign,
+                    id_parcel=str(id_parcel),
+                    payload={
+                        "code_cultu": fields["code_cultu"],
+                        "version": version,
+                        "within_window": within,
+                        "retired_controls": list(retired),
+                    },
+                    now=when,
+                )
             return CorrectionResult(int(new_id), version, within, retired, int(cancelled))
 
     return _with_retries(attempt, what="record_correction")

@@ -50,9 +50,14 @@ __all__ = [
     "Correction",
     "Decision",
     "Declaration",
+    "NightlyRun",
+    "Notification",
+    "NotificationDelivery",
+    "NotificationPreference",
     "Photo",
     "PhotoRequest",
     "User",
+    "WorkItem",
     "table_of",
 ]
 
@@ -219,11 +224,19 @@ class Photo(Base):
     """A geotagged photo received for a case, with the result of its checks."""
 
     __tablename__ = "photos"
+    __table_args__ = (
+        # a retry with the same Idempotency-Key cannot store a second photo, even in a race
+        Index(None, "uploaded_by", "idempotency_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     request_id: Mapped[int | None] = mapped_column(ForeignKey("photo_requests.id"), index=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.case_id"), index=True)
-    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    # not unique: an exact duplicate is stored too, with its failed duplicate check (issue 6)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    phash: Mapped[str | None] = mapped_column(String(64))  # perceptual hash (hex), for near-duplicates
     view: Mapped[str | None] = mapped_column(String(16))  # general | closeup
     lon: Mapped[float | None] = mapped_column(Float)
     lat: Mapped[float | None] = mapped_column(Float)
@@ -301,6 +314,124 @@ class AuditLog(Base):
     control: Mapped[str | None] = mapped_column(String(32))
     run_id: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JsonType)
+
+
+class NightlyRun(Base):
+    """One nightly run: its options, status (running/ok/partial/failed), counts and timings."""
+
+    __tablename__ = "nightly_runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(Stamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Stamp)
+    status: Mapped[str] = mapped_column(String(16))
+    options: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class WorkItem(Base):
+    """One (tile, acquisition) of a run's plan; ``applied`` once its parcels were re-decided."""
+
+    __tablename__ = "work_items"
+    __table_args__ = (
+        UniqueConstraint("run_id", "tile", "acquisition_id"),
+        Index(None, "tile", "acquisition_id"),
+        Index(None, "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("nightly_runs.id"))
+    tile: Mapped[str] = mapped_column(String(16))
+    acquisition_id: Mapped[str] = mapped_column(String(128))
+    acquired_at: Mapped[datetime] = mapped_column(Stamp)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    applied: Mapped[bool] = mapped_column(Boolean)
+    started_at: Mapped[datetime | None] = mapped_column(Stamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Stamp)
+    timings: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+
+
+class Notification(Base):
+    """One event to tell someone about (the transactional outbox; see :mod:`s3tr.notify`).
+
+    Written in the same transaction as the change it reports. ``audience`` says who receives it:
+    the farmers of ``pacage``, the instructors of ``department`` (the daily digest) or one
+    ``user_id``. ``status`` is ``new`` until the worker has created its deliveries (``expanded``).
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index(None, "status"),
+        Index(None, "pacage", "created_at"),
+        Index(None, "request_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    audience: Mapped[str] = mapped_column(String(16))  # farmer | instructor | user
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    pacage: Mapped[str | None] = mapped_column(String(9))
+    department: Mapped[str | None] = mapped_column(String(3))
+    campaign: Mapped[int | None] = mapped_column(Integer)
+    id_parcel: Mapped[str | None] = mapped_column(String(64))
+    case_id: Mapped[int | None] = mapped_column(BigId)
+    request_id: Mapped[int | None] = mapped_column(BigId)
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    dedupe_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    status: Mapped[str] = mapped_column(String(16))  # new | expanded
+    created_at: Mapped[datetime] = mapped_column(Stamp)
+    read_at: Mapped[datetime | None] = mapped_column(Stamp)
+
+
+class NotificationDelivery(Base):
+    """One notification to one user on one channel, with its delivery state.
+
+    ``status``: pending -> sending (claimed under ``lease_token`` until ``lease_until``) -> sent,
+    or back to pending with ``next_attempt_at`` (transient failure), or failed / skipped with
+    ``last_error``. ``idempotency_key`` is sent with the message (webhook header, e-mail
+    Message-ID) so a receiver can drop a repeat.
+    """
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        UniqueConstraint("notification_id", "user_id", "channel"),
+        Index(None, "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    channel: Mapped[str] = mapped_column(String(16))  # email | webhook
+    address: Mapped[str | None] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(32))
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(Stamp)
+    lease_until: Mapped[datetime | None] = mapped_column(Stamp)
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(Stamp)
+    created_at: Mapped[datetime] = mapped_column(Stamp)
+    updated_at: Mapped[datetime] = mapped_column(Stamp)
+
+
+class NotificationPreference(Base):
+    """A user's notification settings (no row: defaults — push on, e-mail off, French)."""
+
+    __tablename__ = "notification_preferences"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True, autoincrement=False)
+    email: Mapped[str | None] = mapped_column(String(320))
+    email_enabled: Mapped[bool] = mapped_column(Boolean)
+    push_enabled: Mapped[bool] = mapped_column(Boolean)
+    opted_out: Mapped[bool] = mapped_column(Boolean)
+    muted_kinds: Mapped[list[str]] = mapped_column(JsonType)
+    locale: Mapped[str] = mapped_column(String(8))
+    updated_at: Mapped[datetime] = mapped_column(Stamp)
 
 
 def table_of(model: type[Base]) -> Table:

@@ -18,9 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from s3tr.errors import S3trError
+from s3tr.notify.outbox import Kind, enqueue
 from s3tr.review.cases import CaseConflictError, _transition
 from s3tr.review.database import session_scope
-from s3tr.review.models import CaseState, Photo, PhotoRequest
+from s3tr.review.models import Case, CaseState, Photo, PhotoRequest
 
 __all__ = ["DuplicatePhotoError", "PhotoRequestError", "record_photo", "request_photos"]
 
@@ -81,6 +82,19 @@ def request_photos(
             )
             session.add(req)
             session.flush()
+            if case["pacage"]:  # tell the farmer, in this very transaction (outbox)
+                enqueue(
+                    session,
+                    Kind.PHOTO_REQUESTED,
+                    pacage=case["pacage"],
+                    department=case["department"],
+                    campaign=case["campaign"],
+                    id_parcel=case["id_parcel"],
+                    case_id=case_id,
+                    request_id=req.id,
+                    payload={"control": case["control"], "instructions": instructions, "deadline": deadline},
+                    now=when,
+                )
             return {"request_id": req.id, "case": case}
     except StaleDataError as exc:
         raise CaseConflictError(f"case {case_id} changed meanwhile; reload it and try again") from exc
@@ -101,8 +115,15 @@ def record_photo(
     device: dict[str, Any] | None = None,
     checks: dict[str, Any] | None = None,
     now: datetime | None = None,
+    idempotency_key: str | None = None,
+    uploaded_by: int | None = None,
+    phash: str | None = None,
+    allow_same_image: bool = False,
 ) -> dict[str, Any]:
     """Store a received photo, fulfil its request and move the case to ``photo_received``.
+
+    ``allow_same_image`` stores an image already received (the API does, with a failed
+    duplicate check in ``checks``); ``(uploaded_by, idempotency_key)`` is unique.
 
     A second photo for the same request (the close-up after the general view) is stored too;
     the case moves only on the first.
@@ -112,7 +133,8 @@ def record_photo(
     PhotoRequestError
         Unknown request, or a request that is no longer pending or fulfilled.
     DuplicatePhotoError
-        An image with the same SHA-256 was already received.
+        An image with the same SHA-256 was already received (unless ``allow_same_image``), or
+        the uploader's ``idempotency_key`` was stored meanwhile (a concurrent retry).
     """
     when = now or datetime.now(UTC)
     try:
@@ -124,7 +146,7 @@ def record_photo(
                 raise PhotoRequestError(
                     f"photo request {request_id} is {req.state}: photos are no longer accepted"
                 )
-            if session.scalar(select(Photo.id).where(Photo.sha256 == sha256)) is not None:
+            if not allow_same_image and session.scalar(select(Photo.id).where(Photo.sha256 == sha256)):
                 raise DuplicatePhotoError(f"photo {sha256[:12]}… was already received (re-used image)")
             photo = Photo(
                 request_id=request_id,
@@ -139,6 +161,9 @@ def record_photo(
                 device=device or {},
                 checks=checks or {},
                 storage_path=storage_path,
+                idempotency_key=idempotency_key,
+                uploaded_by=uploaded_by,
+                phash=phash,
             )
             session.add(photo)
             case = None
@@ -155,6 +180,28 @@ def record_photo(
                     now=when,
                 )
             session.flush()
+            owner = session.get(Case, req.case_id)
+            if checks and owner is not None and owner.pacage:  # the checks' verdict goes to the farmer
+                enqueue(
+                    session,
+                    Kind.PHOTO_CHECKED,
+                    pacage=owner.pacage,
+                    department=owner.department,
+                    campaign=owner.campaign,
+                    id_parcel=owner.id_parcel,
+                    case_id=owner.case_id,
+                    request_id=request_id,
+                    payload={
+                        "control": owner.control,
+                        "photo_id": photo.id,
+                        "accepted": bool(checks.get("accepted", True)),
+                        "failed_checks": [
+                            r.get("name") for r in checks.get("results", []) if r.get("passed") is False
+                        ],
+                        "deadline": req.deadline,
+                    },
+                    now=when,
+                )
             return {"photo_id": photo.id, "case": case}
     except StaleDataError as exc:
         raise CaseConflictError(f"the case of request {request_id} changed meanwhile; try again") from exc

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from s3tr.review.models import Photo, PhotoRequest
-from tests.api.support import PACAGE_A, Env, first_case, jpeg_with_gps, parcel_outline, photo_files
+from tests.api.support import PACAGE_A, PACAGE_B, Env, first_case, jpeg_with_gps, parcel_outline, photo_files
 
 
 def _state(env: Env) -> tuple[int, int, list[Any]]:
@@ -154,8 +154,58 @@ def test_idempotency_and_duplicates(env: Env, pending: dict[str, Any]) -> None:
     assert replay.status_code == 200 and replay.json()["id"] == first.json()["id"]
     other = jpeg_with_gps(lon=pending["spot"].x, lat=pending["spot"].y, taken=env.clock.now, seed=12)
     _problem(_upload(env, rid, other, key="same-key-0001"), 409, code="idempotency-key-reused")
-    _problem(_upload(env, rid, good, key="another-key-02"), 409, code="duplicate-photo")
     assert _state(env) == after_first
+
+    # the same image sent again under a new key is not lost: stored, with a failed duplicate check
+    again = _upload(env, rid, good, key="another-key-02")
+    assert again.status_code == 201, again.text
+    dup = again.json()
+    checks = {c["name"]: c for c in dup["checks"]}
+    assert dup["id"] != first.json()["id"] and dup["sha256"] == first.json()["sha256"]
+    assert dup["accepted"] is False and dup["replayed"] is False
+    assert checks["not_duplicate"]["passed"] is False
+    assert checks["not_duplicate"]["details"]["exact_duplicate"] is True
+    assert {c["name"]: c["passed"] for c in first.json()["checks"]}["not_duplicate"] is True
+    photos, requests, _files = _state(env)
+    assert photos == 2 and requests == after_first[1]
+    assert len(photo_files(env.workdir)) == 1  # the same bytes: one stored file for both rows
+    # its retry is a replay of the duplicate, and the farmer and the instructor see both photos
+    replay2 = _upload(env, rid, good, key="another-key-02")
+    assert replay2.status_code == 200 and replay2.json()["id"] == dup["id"]
+    listed = env.client.get(f"/api/v1/me/photo-requests/{rid}", headers=env.h("farmer_a")).json()
+    assert [p["accepted"] for p in listed["photos"]] == [first.json()["accepted"], False]
+    case_id = pending["case"].case_id
+    seen = env.client.get(f"/api/v1/cases/{case_id}", headers=env.h("instr_86")).json()
+    assert dup["id"] in [p["id"] for p in seen["photos"]]
+    assert _state(env)[0] == 2
+
+
+def test_idempotency_keys_are_stored_in_indexed_columns(env: Env, pending: dict[str, Any]) -> None:
+    first = _upload(env, pending["rid"], pending["good"], key="column-key-001")
+    assert first.status_code == 201, first.text
+    with Session(env.engine) as s:
+        photo = s.get(Photo, first.json()["id"])
+        assert photo is not None
+        assert photo.idempotency_key == "column-key-001"
+        assert photo.uploaded_by == env.user_ids["farmer_a"]
+        assert photo.phash and len(photo.phash) >= 16
+        assert "idempotency_key" not in photo.device and "phash" not in photo.device
+    # the same key used by another farmer is that farmer's own key: no clash
+    case_b = first_case(env.engine, PACAGE_B)
+    spot_b = parcel_outline(env.engine, case_b.id_parcel).representative_point()
+    r = env.client.post(
+        f"/api/v1/cases/{case_b.case_id}/photo-requests",
+        json={"deadline": "2025-07-10", "instructions": "vue"},
+        headers=env.h("instr_86"),
+    )
+    assert r.status_code == 201, r.text
+    photo_b = jpeg_with_gps(lon=spot_b.x, lat=spot_b.y, taken=env.clock.now - timedelta(minutes=5), seed=21)
+    resp = env.client.post(
+        f"/api/v1/me/photo-requests/{r.json()['id']}/photos",
+        files={"file": ("p.jpg", photo_b, "image/jpeg")},
+        headers=env.h("farmer_b", **{"Idempotency-Key": "column-key-001"}),
+    )
+    assert resp.status_code == 201 and resp.json()["replayed"] is False, resp.text
 
 
 def test_bad_coordinates_and_unknown_ids(env: Env) -> None:

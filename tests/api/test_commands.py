@@ -85,7 +85,8 @@ def test_serve_runs_a_real_server(tmp_path: Path) -> None:
     )
     proc = subprocess.Popen([sys.executable, "-c", code])
     try:
-        deadline = time.monotonic() + 30
+        # one process per core by default: each imports the stack (slow on a loaded machine)
+        deadline = time.monotonic() + 120
         while True:
             try:
                 resp = httpx.get(

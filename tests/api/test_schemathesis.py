@@ -55,11 +55,19 @@ def _operations() -> list[str]:
         "GET /api/v1/cases",
         "GET /api/v1/cases/{case_id}",
         "GET /api/v1/cases/{case_id}/photos/{photo_id}/content",
+        "GET /api/v1/cases/{case_id}/chips",
+        "GET /api/v1/cases/{case_id}/chips/{name}",
+        "GET /api/v1/console/communes",
+        "GET /api/v1/console/instructors",
         "POST /api/v1/cases/{case_id}/photo-requests",
         "POST /api/v1/cases/{case_id}/decision",
         "POST /api/v1/cases/{case_id}/reopen",
         "POST /api/v1/cases/{case_id}/assignment",
         "POST /api/v1/cases/{case_id}/field-visits",
+        "GET /api/v1/me/notifications",
+        "POST /api/v1/me/notifications/{notification_id}/read",
+        "GET /api/v1/me/notification-preferences",
+        "PUT /api/v1/me/notification-preferences",
     ]
 
 
@@ -76,7 +84,7 @@ def test_api_conforms_to_its_openapi(
     label: str, mode: GenerationMode, api_schema: Any, st_tokens: dict[str, Any]
 ) -> None:
     operation = api_schema.find_operation_by_label(label)
-    who = "instr_86" if operation.path.startswith("/api/v1/cases") else "farmer_a"
+    who = "instr_86" if operation.path.startswith(("/api/v1/cases", "/api/v1/console")) else "farmer_a"
     headers = {"Authorization": f"Bearer {st_tokens['tokens'][who]}"}
 
     @given(case=operation.as_strategy(generation_mode=mode))
