@@ -1,4 +1,7 @@
-"""Compiled kernels of the imagery readers (numba, cached on disk after the first call)."""
+"""Compiled kernels of the imagery readers (numba, cached on disk after the first call).
+
+They release the GIL (``nogil``): the bands of one read are reduced in parallel threads.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _reduce_2x2(
     arr: np.ndarray, nodata: float, has_nodata: bool, scale: float, offset: float, out: np.ndarray
 ) -> None:  # pragma: no cover - compiled
@@ -30,7 +33,7 @@ def _reduce_2x2(
             o[j] = nan if (bad or not np.isfinite(r)) else r
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _scale_1x1(
     arr: np.ndarray, nodata: float, has_nodata: bool, scale: float, offset: float, out: np.ndarray
 ) -> None:  # pragma: no cover - compiled
@@ -48,7 +51,7 @@ def _scale_1x1(
             o[j] = nan if ((has_nodata and a == nd) or not np.isfinite(r)) else r
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _reduce_kxk(
     arr: np.ndarray, k: int, nodata: float, has_nodata: bool, scale: float, offset: float, out: np.ndarray
 ) -> None:  # pragma: no cover - compiled

@@ -1,14 +1,17 @@
 """Reading STAC item assets (COGs) onto a 20 m grid: the part the local and STAC API sources share.
 
-One band of one asset is read with a single windowed rasterio read covering the requested grid,
-then brought to the grid's resolution: finer bands (10 m) are averaged over k x k blocks (NaN when
-any of the k*k pixels is nodata), coarser bands (60 m) repeated (nearest). Each band is read once
-per call, and the bands of a call are decoded in parallel threads (GDAL releases the GIL while
-decompressing).
+One band of one asset is read once per call, in block-aligned strips of rows covering the
+requested grid, and brought to the grid's resolution strip by strip: finer bands (10 m) are
+averaged over k x k blocks (NaN when any of the k*k pixels is nodata), coarser bands (60 m)
+repeated (nearest). A strip is decoded into a small reused buffer and reduced straight into the
+caller's output plane while it is still in cache, so that no full-size copy of a band (stored
+values, float32 intermediate) is ever made. The bands of a call are decoded in parallel threads
+(GDAL and the numba kernels release the GIL).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -25,6 +28,7 @@ from rasterio.windows import Window
 
 from s3tr.errors import ImageryReadError, TransientError
 from s3tr.grid import Grid
+from s3tr.imagery._alloc import empty_planes
 from s3tr.imagery._kernels import reduce_mean_scaled
 from s3tr.imagery.base import (
     Acquisition,
@@ -90,6 +94,70 @@ def _integer_ratio(a: float, b: float) -> int | None:
     return k if k >= 1 and abs(q - k) < 1e-6 else None
 
 
+# Rows of stored values decoded per strip: about this many, rounded to whole blocks. A 10 m
+# strip of 1024 rows is 22 MB of uint16, small enough to be reduced from the cache.
+_STRIP_ROWS = 1024
+
+
+def _strip_bounds(row0: int, nrows: int, block_h: int, k: int) -> list[int]:
+    """Row boundaries ``[row0, ..., row0 + nrows]`` of the strips of a windowed read.
+
+    Inner boundaries fall on the file's block rows (each block is decoded once) and on multiples
+    of ``k`` from ``row0`` (a k x k block never straddles two strips). When no block row
+    qualifies (a window offset by an odd number of rows with k = 2), the window is one strip.
+    """
+    end = row0 + nrows
+    bounds = [row0]
+    if block_h <= 0:
+        return [row0, end]
+    target = max(_STRIP_ROWS, block_h)
+    m = (row0 // block_h + 1) * block_h
+    while m < end:
+        if (m - row0) % k == 0 and m - bounds[-1] >= target:
+            bounds.append(m)
+        m += block_h
+    if end - bounds[-1] < target // 2 and len(bounds) > 1:
+        bounds.pop()  # fold a short last strip into the previous one
+    bounds.append(end)
+    return bounds
+
+
+def _nodata_args(nodata: float | None, dtype: np.dtype) -> tuple[float, bool]:
+    """``(nodata value, has_nodata)`` for the reduction kernels."""
+    nd = 0.0 if nodata is None or math.isnan(nodata) else float(nodata)
+    has_nodata = nodata is not None and not math.isnan(nodata)
+    if has_nodata and dtype.kind in "ui":
+        # A nodata value the integer type cannot hold can never occur (and must not wrap around).
+        info = np.iinfo(dtype)
+        has_nodata = nd.is_integer() and info.min <= nd <= info.max
+    return nd, has_nodata
+
+
+def _read_reduce_strips(
+    ds: Any,
+    bidx: int,
+    window: tuple[int, int, int, int],
+    k: int,
+    nodata: float | None,
+    scale: float,
+    offset: float,
+    out: np.ndarray,
+) -> None:
+    """Decode ``window`` (row0, col0, nrows, ncols; inside the raster) strip by strip into ``out``."""
+    row0, col0, nrows, ncols = window
+    dtype = np.dtype(ds.dtypes[bidx - 1])
+    nd, has_nodata = _nodata_args(nodata, dtype)
+    block_h = int(ds.block_shapes[bidx - 1][0]) if ds.block_shapes else 0
+    bounds = _strip_bounds(row0, nrows, block_h, k)
+    tallest = max(b - a for a, b in itertools.pairwise(bounds))
+    buf = np.empty((tallest, ncols), dtype=dtype)
+    for a, b in itertools.pairwise(bounds):
+        part = buf[: b - a]
+        ds.read(bidx, window=Window(col0, a, ncols, b - a), out=part)
+        lo = (a - row0) // k
+        reduce_mean_scaled(part, k, nd, has_nodata, scale, offset, out[lo : lo + (b - a) // k])
+
+
 def read_onto_grid(
     ds: Any,
     bidx: int,
@@ -99,6 +167,7 @@ def read_onto_grid(
     categorical: bool,
     scale: float = 1.0,
     offset: float = 0.0,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Read band ``bidx`` of an open rasterio dataset onto ``target``.
 
@@ -106,8 +175,12 @@ def read_onto_grid(
     stored values times ``scale`` plus ``offset`` (NaN where any of the k x k pixels is nodata or
     outside the raster); for ``categorical=True`` the block mode in the stored dtype (0 where
     every pixel is nodata). Coarser rasters are repeated (nearest).
-    Raises ``ValueError`` with a readable reason when the raster's grid cannot be aligned.
+    ``out`` (float32, ``target``'s shape, only with ``categorical=False``) receives the values and
+    is returned. Raises ``ValueError`` with a readable reason when the raster's grid cannot be
+    aligned.
     """
+    if out is not None and (categorical or out.shape != tuple(target.shape) or out.dtype != np.float32):
+        raise ValueError("out must be a float32 array of the target's shape, for a non-categorical band")
     t = ds.transform
     if t.b != 0 or t.d != 0:
         raise ValueError(f"raster is rotated (transform {tuple(t)[:6]})")
@@ -140,6 +213,12 @@ def read_onto_grid(
     r_hi, c_hi = min(row0 + nrows, ds.height), min(col0 + ncols, ds.width)
     dtype = np.dtype(ds.dtypes[bidx - 1])
     inside = (r_lo, c_lo, r_hi, c_hi) == (row0, col0, row0 + nrows, col0 + ncols)
+    if inside and fine is not None and not categorical:
+        # The common case (a grid inside the raster, same or finer resolution): strips.
+        if out is None:
+            out = np.empty((H, W), dtype=np.float32)
+        _read_reduce_strips(ds, bidx, (row0, col0, nrows, ncols), fine, nodata, scale, offset, out)
+        return out
     if inside:
         arr = ds.read(bidx, window=Window(col0, row0, ncols, nrows))
         outside = None
@@ -168,22 +247,20 @@ def read_onto_grid(
     if not categorical:
         # One fused pass (numba): nodata mask, k x k mean, scale and offset. Every float path goes
         # through it so that a window and the full read give bit-identical values.
-        nd = 0.0 if nodata is None or math.isnan(nodata) else float(nodata)
-        has_nodata = nodata is not None and not math.isnan(nodata)
-        if has_nodata and arr.dtype.kind in "ui":
-            # A nodata value the integer type cannot hold can never occur (and must not wrap around).
-            info = np.iinfo(arr.dtype)
-            has_nodata = nd.is_integer() and info.min <= nd <= info.max
+        nd, has_nodata = _nodata_args(nodata, arr.dtype)
         k = fine if fine is not None else 1
-        out = np.empty((arr.shape[0] // k, arr.shape[1] // k), dtype=np.float32)
-        reduce_mean_scaled(arr, k, nd, has_nodata, scale, offset, out)
+        vals = np.empty((arr.shape[0] // k, arr.shape[1] // k), dtype=np.float32)
+        reduce_mean_scaled(arr, k, nd, has_nodata, scale, offset, vals)
         if outside is not None:
-            gone = outside.reshape(out.shape[0], k, out.shape[1], k).any(axis=(1, 3))
-            out[gone] = np.nan
+            gone = outside.reshape(vals.shape[0], k, vals.shape[1], k).any(axis=(1, 3))
+            vals[gone] = np.nan
         if fine is None:  # coarser raster: repeat its pixels
             m = coarse
             assert m is not None
-            out = out[np.ix_((dy + np.arange(H)) // m - row0, (dx + np.arange(W)) // m - col0)]
+            vals = vals[np.ix_((dy + np.arange(H)) // m - row0, (dx + np.arange(W)) // m - col0)]
+        if out is None:
+            return vals
+        out[...] = vals
         return out
     if fine is not None and fine > 1:
         k = fine
@@ -301,7 +378,9 @@ class StacItemReader:
             )
         return acquisition.item
 
-    def _read_one(self, acquisition: Acquisition, band: str, target: Grid) -> tuple[np.ndarray, ScaleOffset]:
+    def _read_one(
+        self, acquisition: Acquisition, band: str, target: Grid, out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, ScaleOffset]:
         item = self._item(acquisition)
         key, asset, bidx = find_asset(item, band)
         categorical = band == "SCL"
@@ -324,6 +403,7 @@ class StacItemReader:
                             categorical=categorical,
                             scale=so.scale,
                             offset=so.offset,
+                            out=None if categorical else out,
                         )
                     except ValueError as exc:
                         raise imagery_read_error(
@@ -395,21 +475,49 @@ class StacItemReader:
                 )
 
     def _read_many(
-        self, acquisition: Acquisition, bands: Sequence[str], target: Grid
+        self,
+        acquisition: Acquisition,
+        bands: Sequence[str],
+        target: Grid,
+        outs: Sequence[np.ndarray | None] | None = None,
     ) -> list[tuple[np.ndarray, ScaleOffset]]:
+        """Read ``bands``; the reflectance of ``bands[i]`` goes into ``outs[i]`` when given."""
+        plan = list(zip(bands, outs if outs is not None else [None] * len(bands), strict=True))
         if len(bands) <= 1 or self.max_workers == 1:
-            return [self._read_one(acquisition, b, target) for b in bands]
+            return [self._read_one(acquisition, b, target, o) for b, o in plan]
         with ThreadPoolExecutor(max_workers=min(self.max_workers, len(bands))) as pool:
-            futures = [pool.submit(self._read_one, acquisition, b, target) for b in bands]
+            futures = [pool.submit(self._read_one, acquisition, b, target, o) for b, o in plan]
             return [f.result() for f in futures]
 
+    def _read_bands(
+        self, acquisition: Acquisition, names: Sequence[str], target: Grid, *, with_scl: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """float32 ``(band, y, x)`` of ``names`` (each band decoded straight into its plane), and the SCL."""
+        h, w = target.shape
+        data = empty_planes((len(names), h, w), np.float32)
+        wanted = [*names, "SCL"] if with_scl else list(names)
+        outs: list[np.ndarray | None] = [data[i] for i in range(len(names))]
+        results = self._read_many(acquisition, wanted, target, [*outs, None] if with_scl else outs)
+        for i, (values, _) in enumerate(results[: len(names)]):
+            if values is not data[i]:  # a subclass that ignores ``out``
+                data[i] = values
+        scl = results[-1][0].astype(np.uint8, copy=False) if with_scl else None
+        return data, scl
+
     def _to_dataarray(
-        self, acquisition: Acquisition, names: Sequence[str], arrays: list[np.ndarray], target: Grid
+        self,
+        acquisition: Acquisition,
+        names: Sequence[str],
+        arrays: list[np.ndarray] | np.ndarray,
+        target: Grid,
     ) -> xr.DataArray:
         h, w = target.shape
-        data = np.empty((len(names), h, w), dtype=np.float32) if names else np.empty((0, h, w), np.float32)
-        for i, arr in enumerate(arrays):
-            data[i] = arr
+        if isinstance(arrays, np.ndarray) and arrays.shape == (len(names), h, w):
+            data = arrays  # already stacked (no copy)
+        else:
+            data = np.empty((len(names), h, w), dtype=np.float32)
+            for i, arr in enumerate(arrays):
+                data[i] = arr
         x, y = target.xy()
         return xr.DataArray(
             data,
@@ -447,9 +555,8 @@ class StacItemReader:
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate bands in {list(bands)}")
         target = self._target(acquisition, grid)
-        results = self._read_many(acquisition, names, target)
-        arrays = [v for v, _ in results]
-        return self._to_dataarray(acquisition, names, arrays, target)
+        data, _ = self._read_bands(acquisition, names, target, with_scl=False)
+        return self._to_dataarray(acquisition, names, data, target)
 
     def read_scl(self, acquisition: Acquisition, *, grid: Grid | None = None) -> np.ndarray:
         """Scene classification, uint8 ``(y, x)`` on ``grid`` (0 = nodata; 10 m SCL -> 2x2 mode)."""
@@ -465,7 +572,6 @@ class StacItemReader:
         if "SCL" in names or len(set(names)) != len(names):
             raise ValueError(f"bands must be distinct reflectance bands, got {list(bands)}")
         target = self._target(acquisition, grid)
-        results = self._read_many(acquisition, [*names, "SCL"], target)
-        arrays = [v for v, _ in results[:-1]]
-        scl = results[-1][0].astype(np.uint8, copy=False)
-        return self._to_dataarray(acquisition, names, arrays, target), scl
+        data, scl = self._read_bands(acquisition, names, target, with_scl=True)
+        assert scl is not None
+        return self._to_dataarray(acquisition, names, data, target), scl

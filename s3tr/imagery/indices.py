@@ -14,9 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from s3tr.imagery._alloc import empty_planes
+
 __all__ = ["INDICES", "SpectralIndex", "bands_for", "compute_indices"]
 
 Formula = Callable[[Mapping[str, np.ndarray]], np.ndarray]
+
+# Pixels per strip of :func:`compute_indices`: each float32 temporary of a formula is 4 times this
+# many bytes (256 KiB), so a formula's few temporaries fit in the L2 cache.
+_STRIP_PIXELS = 65536
 
 
 @dataclass(frozen=True)
@@ -170,14 +176,27 @@ def compute_indices(
         valid = np.asarray(mask, dtype=bool)
         if valid.shape != spatial_shape:
             raise ValueError(f"mask shape {valid.shape} differs from the reflectance's {spatial_shape}")
-    out = np.empty((len(indices), *spatial_shape), dtype=np.float32)
+    out = empty_planes((len(indices), *spatial_shape), np.float32)
+    # The formulas run on strips of rows small enough that their numpy temporaries stay in the
+    # cache (a full tile at once streams several 120 MB temporaries through memory per index);
+    # the operations, hence the values, are the same element by element.
+    if not spatial_shape:
+        raise ValueError("reflectance needs at least one dimension besides 'band'")
+    row_px = int(np.prod(spatial_shape[1:]))
+    step = max(1, _STRIP_PIXELS // max(1, row_px))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for i, idx in enumerate(indices):
-            v = np.asarray(idx.compute(arrays), dtype=np.float32)
-            v[~np.isfinite(v)] = np.nan
-            if valid is not None:
-                v[~valid] = np.nan
-            out[i] = v
+        for r0 in range(0, spatial_shape[0], step):
+            rows = slice(r0, r0 + step)
+            part = {b: a[rows] for b, a in arrays.items()}
+            ok = None if valid is None else valid[rows]
+            for i, idx in enumerate(indices):
+                v = np.asarray(idx.compute(part), dtype=np.float32)
+                dst = out[i][rows]
+                dst[...] = v
+                bad = ~np.isfinite(dst)
+                if ok is not None:
+                    bad |= ~ok
+                dst[bad] = np.nan
     other_dims = [d for d in refl.dims if d != "band"]
     coords = {k: c for k, c in refl.coords.items() if "band" not in c.dims}
     coords["index"] = [i.name for i in indices]
