@@ -219,6 +219,8 @@ def _crop_group(
     if pred == declared and p1 >= rules.p_green:
         return Flag.GREEN, [Reason.CROP_GROUP_CONFIRMED], ev
     if pred != declared and p1 >= rules.p_other and p_declared <= rules.p_red:
+        if rules.similar(pred, declared):
+            return Flag.ORANGE, [Reason.CROP_GROUP_SIMILAR], ev
         if thin:
             return Flag.ORANGE, [Reason.CROP_GROUP_UNCERTAIN, *thin], ev
         homogeneity: Any = row.get("homogeneity")

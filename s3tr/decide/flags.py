@@ -87,6 +87,7 @@ class Reason(StrEnum):
     CROP_GROUP_CONFIRMED = "crop_group_confirmed"
     CROP_GROUP_CONTRADICTED = "crop_group_contradicted"
     CROP_GROUP_UNCERTAIN = "crop_group_uncertain"
+    CROP_GROUP_SIMILAR = "crop_group_similar"
     NO_CROP_PREDICTION = "no_crop_prediction"
     DECLARED_GROUP_NOT_MODELLED = "declared_group_not_modelled"
     HETEROGENEOUS_PARCEL = "heterogeneous_parcel"
@@ -218,6 +219,15 @@ REASONS: dict[Reason, ReasonInfo] = {
         "(probabilité {crop_probability}).",
         "Crop recognition is uncertain: declared group {declared_group} (probability "
         "{declared_probability}), most likely group {crop_predicted} (probability {crop_probability}).",
+    ),
+    Reason.CROP_GROUP_SIMILAR: ReasonInfo(
+        Flag.ORANGE,
+        "La culture observée ressemble au groupe {crop_predicted} (probabilité {crop_probability}), "
+        "proche du groupe déclaré {declared_group} : le satellite ne les distingue pas de façon sûre. "
+        "Une photo permettra de conclure.",
+        "The observed crop looks like group {crop_predicted} (probability {crop_probability}), close to the "
+        "declared group {declared_group}: the satellite cannot tell them apart reliably. A photo will settle "
+        "it.",
     ),
     Reason.NO_CROP_PREDICTION: ReasonInfo(
         Flag.ORANGE,

@@ -109,6 +109,16 @@ class CropGroupRules(_Strict):
         "is more homogeneous) a red becomes orange heterogeneous_parcel: the parcel may carry several "
         "crops (None: unused).",
     )
+    similar_groups: list[list[str]] = Field(
+        default_factory=list,
+        description="Families of RPG groups the satellite cannot tell apart reliably (e.g. soft wheat, "
+        "barley and other cereals): a prediction in the declared group's family is never a red, only "
+        "orange crop_group_similar.",
+    )
+
+    def similar(self, a: str | None, b: str | None) -> bool:
+        """Whether groups ``a`` and ``b`` (normalised codes) are in one family of ``similar_groups``."""
+        return a is not None and b is not None and any(a in f and b in f for f in self.similar_groups)
 
     @model_validator(mode="after")
     def _consistent(self) -> CropGroupRules:

@@ -205,6 +205,25 @@ def test_crop_group_red_needs_enough_evidence_and_a_homogeneous_parcel() -> None
     assert one(out, "uniform", "crop_group")["flag"] == "red"
 
 
+def test_a_mix_up_between_similar_groups_is_never_red() -> None:
+    """Soft wheat read as barley, temporary grassland as fodder: orange, while maize read as wheat is red."""
+    sure = {"crop_probability": 0.99, "crop_second_probability": 0.005}
+    out = run(
+        [parcel("cereal", "BTH"), parcel("grass", "PTR"), parcel("maize", "MIS")],
+        [
+            evidence("cereal", crop_predicted="3", crop_second="4", **sure),
+            evidence("grass", crop_predicted="16", crop_second="18", **sure),
+            evidence("maize", crop_predicted="1", crop_second="3", **sure),
+        ],
+        model_classes=[1, 2, 3, 4, 16, 18, 19],
+    )
+    for pid in ("cereal", "grass"):
+        row = one(out, pid, "crop_group")
+        assert (row["flag"], row["reasons"]) == ("orange", ["crop_group_similar"]), row
+    assert "proche du groupe déclaré" in one(out, "cereal", "crop_group")["explanation_fr"]
+    assert one(out, "maize", "crop_group")["flag"] == "red"
+
+
 def test_declared_group_unknown_to_the_model_is_orange() -> None:
     ev = evidence(
         "a", crop_predicted="1", crop_probability=0.96, crop_second="3", crop_second_probability=0.03
