@@ -13,7 +13,8 @@ Data: ``../shared/data`` or ``$S3TR_REALDATA``.
   with the bands (blue/red/NIR/SWIR), with the pipeline's indices only (NDVI, NDMI, BSI) and with NDVI alone.
 - Crop, UCR Crop (7,200 series, 24 classes): stratified k-fold CV of the shipped classifier: accuracy
   (95 % Wilson interval), macro-F1, ECE over 15 equal-width bins, coverage and precision at p >= 0.9, and the
-  time to train on all 7,200 series.
+  time to train on all 7,200 series. ``--only ucr --stack``: the same for the opt-in
+  :class:`~s3tr.markers.stack.RocketStackClassifier` (trees + random-convolution ridge, logistic stack).
 - Crop, TempCNN (FORMOSAT-2 NIR/R/G pixels): trained on its train split, scored on its test split per pixel
   and per parcel (mean probability over the parcel's pixels).
 """
@@ -99,8 +100,9 @@ def mowing(root: Path, *, quick: bool, refit: bool) -> None:
         print("  ", params.scorer_ndvi)
 
 
-def crop_ucr(root: Path, *, quick: bool) -> None:
-    print("== Crop: UCR Crop (train split, 46 NDVI dates 8 days apart from 1 January)")
+def crop_ucr(root: Path, *, quick: bool, stack: bool = False) -> None:
+    name = "trees + rocket stack (opt-in)" if stack else "shipped classifier"
+    print(f"== Crop: UCR Crop (train split, 46 NDVI dates 8 days apart from 1 January), {name}")
     table, labels = load_ucr_crop(root / "ucr_crop")
     if quick:
         keep = labels.groupby("label", group_keys=False).head(100)
@@ -108,7 +110,12 @@ def crop_ucr(root: Path, *, quick: bool) -> None:
         labels = keep
     folds = 3 if quick else 5
     t0 = time.perf_counter()
-    r = cross_validate_crop(table, labels, n_splits=folds)
+    make = None
+    if stack:
+        from s3tr.markers.stack import RocketStackClassifier
+
+        make = lambda s: RocketStackClassifier(seed=s)  # noqa: E731
+    r = cross_validate_crop(table, labels, n_splits=folds, make_estimator=make)
     ci = r["accuracy_ci95"]
     print(
         f"   {len(labels)} series, {folds}-fold stratified CV: {_fmt(r, CROP_KEYS)}  "
@@ -117,7 +124,7 @@ def crop_ucr(root: Path, *, quick: bool) -> None:
     )
     if not quick:
         t0 = time.perf_counter()
-        train_crop_model(table, labels, seed=0)
+        train_crop_model(table, labels, seed=0, estimator=make(0) if make else None)
         print(
             f"   training on all {len(labels)} series: {time.perf_counter() - t0:.0f} s "
             "(goal < 600 s, 2 cores)"
@@ -158,6 +165,9 @@ def main() -> None:
         "--refit", action="store_true", help="print mowing scorer coefficients fitted on all sites"
     )
     ap.add_argument("--only", choices=("mowing", "ucr", "tempcnn"), help="run one part")
+    ap.add_argument(
+        "--stack", action="store_true", help="UCR: opt-in trees + rocket stack, not the shipped model"
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     root = _root()
@@ -167,7 +177,7 @@ def main() -> None:
     if args.only in (None, "mowing"):
         mowing(root, quick=args.quick, refit=args.refit)
     if args.only in (None, "ucr"):
-        crop_ucr(root, quick=args.quick)
+        crop_ucr(root, quick=args.quick, stack=args.stack)
     if args.only in (None, "tempcnn"):
         crop_tempcnn(root)
     print(f"total {time.perf_counter() - t0:.0f} s")

@@ -1,0 +1,110 @@
+"""Does a random-convolution model add to the crop trees? (UCR Crop; prints figures, never asserts.)
+
+    PYTHONPATH=. python benchmarks/crop_stack.py     # about 10 minutes on 2 busy cores
+
+Out-of-fold (5-fold stratified, seed 0) class scores of two models on the 7,200 UCR Crop training series:
+
+- extremely randomised trees (400 trees, ``max_features=0.1``) on :func:`~s3tr.markers.crop.build_features`
+  (raw probabilities, no calibration);
+- :class:`~s3tr.markers.rocket.RocketTransform` features of the NDVI curve (10,752 features: 84 kernels,
+  4 dilations, 4 biases, 4 poolings, series and first difference), standardised, ridge regression on +-1
+  targets (``alpha`` 1000) solved in dual form from one Gram matrix;
+
+then a multinomial logistic regression (``C=0.1``) on ``[log(p_trees + 0.01), ridge scores]`` and, for
+comparison, on the trees' scores alone, each scored by a second 5-fold CV over the out-of-fold scores.
+Measured (2026-11-29): trees 0.776 raw; ridge 0.762; stack 0.779, ECE 0.021, coverage at p >= 0.9 0.462
+(precision 0.990); trees alone through the same logistic calibrator 0.773, ECE 0.028, coverage 0.445.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.linalg as sl
+from sklearn.ensemble import ExtraTreesClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from s3tr.markers.crop import _MISSING, CropFeatureConfig, build_features  # noqa: E402
+from s3tr.markers.datasets import load_ucr_crop  # noqa: E402
+from s3tr.markers.evaluate import evaluate_crop  # noqa: E402
+from s3tr.markers.rocket import RocketTransform  # noqa: E402
+
+
+def _root() -> Path:
+    env = os.environ.get("S3TR_REALDATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+def _report(name: str, proba: np.ndarray, classes: np.ndarray, y: np.ndarray) -> None:
+    ids = np.arange(len(y)).astype(str)
+    pred = pd.DataFrame(
+        {"parcel_id": ids, "predicted": classes[proba.argmax(1)], "probability": proba.max(1)}
+    )
+    r = evaluate_crop(pred, pd.DataFrame({"parcel_id": ids, "label": y}))
+    print(
+        f"   {name:34s} accuracy {r['accuracy']:.3f}  ECE {r['ece_15_bins']:.3f}  "
+        f"coverage@0.9 {r['coverage_at_threshold']:.3f}  precision@0.9 {r['precision_at_threshold']:.3f}"
+    )
+
+
+def main() -> None:
+    table, labels = load_ucr_crop(_root() / "ucr_crop")
+    cfg = CropFeatureConfig()
+    feats = build_features(table, cfg)
+    x = np.nan_to_num(feats[cfg.feature_names()].to_numpy(float), nan=_MISSING)
+    y = labels.set_index("parcel_id").loc[feats.index, "label"].to_numpy()
+    classes = np.unique(y)
+    yi = np.searchsorted(classes, y)
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(x, y))
+
+    t0 = time.perf_counter()
+    trees = np.zeros((len(y), len(classes)))
+    for k, (tr, te) in enumerate(folds):
+        et = ExtraTreesClassifier(400, max_features=0.1, n_jobs=2, random_state=k).fit(x[tr], y[tr])
+        trees[te] = et.predict_proba(x[te])
+    print(
+        f"   trees out-of-fold ({time.perf_counter() - t0:.0f} s): "
+        f"accuracy {(trees.argmax(1) == yi).mean():.3f}"
+    )
+
+    t0 = time.perf_counter()
+    # The transform is unsupervised (biases from quantiles of the series), so fitting it once is no leak.
+    raw = x[:, : cfg.n_bins]
+    f = RocketTransform(n_dilations=6, n_biases=4, seed=0).fit(raw).transform(raw)
+    sd = f.std(0)
+    f = ((f - f.mean(0)) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
+    gram = (f @ f.T).astype(np.float64)
+    targets = -np.ones((len(y), len(classes)))
+    targets[np.arange(len(y)), yi] = 1.0
+    ridge = np.zeros_like(targets)
+    for tr, te in folds:
+        mean = targets[tr].mean(0)
+        factor = sl.cho_factor(gram[np.ix_(tr, tr)] + 1000.0 * np.eye(len(tr)), overwrite_a=True)
+        ridge[te] = gram[np.ix_(te, tr)] @ sl.cho_solve(factor, targets[tr] - mean) + mean
+    print(
+        f"   rocket + ridge out-of-fold ({f.shape[1]} features, {time.perf_counter() - t0:.0f} s): "
+        f"accuracy {(ridge.argmax(1) == yi).mean():.3f}"
+    )
+
+    cv = StratifiedKFold(5, shuffle=True, random_state=1)
+    for name, z in (
+        ("trees + rocket, logistic stack", np.hstack([np.log(trees + 0.01), ridge])),
+        ("trees alone, logistic calibrator", np.log(trees + 0.01)),
+    ):
+        proba = cross_val_predict(
+            LogisticRegression(C=0.1, max_iter=2000), z, y, cv=cv, method="predict_proba"
+        )
+        _report(name, proba, classes, y)
+
+
+if __name__ == "__main__":
+    main()
