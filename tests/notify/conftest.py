@@ -8,78 +8,22 @@ the tests. Time is always injected (``NOW``); nothing sleeps to wait for a sched
 from __future__ import annotations
 
 import json
-import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from s3tr.review.database import make_engine, session_scope
-from s3tr.review.migrate import downgrade, upgrade
+from s3tr.review.database import session_scope
 
-PG_HOST = os.environ.get("S3TR_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("S3TR_PG_PORT", "5432"))
-PG_USER = os.environ.get("S3TR_PG_USER", "postgres")
 NOW = datetime(2025, 6, 2, 10, 0, tzinfo=UTC)  # a Monday morning, 12:00 in Paris: not quiet
 SECRET = "test-webhook-secret"
-
-
-def _admin():  # type: ignore[no-untyped-def]
-    import psycopg
-
-    return psycopg.connect(
-        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True, connect_timeout=5
-    )
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this session (dropped at the end)."""
-    import psycopg
-
-    try:
-        admin = _admin()
-    except psycopg.OperationalError as exc:
-        message = f"PostgreSQL is not reachable at {PG_USER}@{PG_HOST}:{PG_PORT} ({exc})"
-        if os.environ.get("S3TR_SKIP_POSTGRES") == "1":
-            pytest.skip(message)
-        pytest.fail(message + "; set S3TR_SKIP_POSTGRES=1 to run the SQLite half only")
-    name = f"s3tr_notify_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        with _admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 's3tr.db'}"
-    return request.getfixturevalue("pg_url")
-
-
-@pytest.fixture
-def engine(db_url: str):  # type: ignore[no-untyped-def]
-    """An engine on a database at head; downgraded to base afterwards (isolation)."""
-    eng = make_engine(db_url)
-    upgrade(eng)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
-        downgrade(db_url, "base")
 
 
 def free_port() -> int:
