@@ -340,7 +340,8 @@ def generate_season(
             f"a demo season needs at least 1 parcel on at least 500 m x 500 m "
             f"(got n_parcels={n_parcels}, area_size_m={area_size_m}); ask for more"
         )
-    paths = DemoPaths.under(Path(out_dir))
+    # Absolute from here on: the catalog's hrefs are made relative to it, not to the current directory.
+    paths = DemoPaths.under(Path(out_dir).resolve())
     report = progress or (lambda stage, done, total: None)
     try:
         paths.root.mkdir(parents=True, exist_ok=True)

@@ -121,3 +121,30 @@ def test_fields_agree_with_a_real_earth_search_item(realdata, items: list[pystac
         }
         if "eo:bands" in r.extra_fields:
             assert o.extra_fields["eo:bands"] == r.extra_fields["eo:bands"]
+
+
+def test_a_season_written_to_a_relative_folder_can_be_moved_and_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every href of the catalog is relative to it, even when the season was given a relative path."""
+    import datetime as dt
+    import shutil
+
+    from s3tr.demo import generate_season
+    from s3tr.imagery.local import LocalStacSource
+
+    monkeypatch.chdir(tmp_path)
+    generate_season(
+        Path("rel") / "demo",
+        seed=4,
+        n_parcels=5,
+        area_size_m=600.0,
+        start=dt.date(2025, 5, 1),
+        end=dt.date(2025, 5, 12),
+    )
+    moved = shutil.move(str(tmp_path / "rel"), str(tmp_path / "elsewhere"))
+    source = LocalStacSource(Path(moved) / "demo" / "stac" / "catalog.json")
+    acquisitions = source.list_acquisitions()
+    assert acquisitions and not source.problems
+    reflectance, scl = source.read_with_scl(acquisitions[0], ["B04", "B8A"])
+    assert int(scl.size) > 0 and bool((reflectance.notnull()).any())
