@@ -15,19 +15,17 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine, Select, bindparam, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from s3tr.api.problems import ApiProblem
 from s3tr.photos import DEFAULT_MAX_BYTES
-from s3tr.review.models import ApiToken, User, table_of
-from s3tr.review.users import InvalidTokenError, TokenUser, hash_token, verify_token
+from s3tr.review.users import InvalidTokenError, TokenUser, hash_token, token_query, verify_token
 
 __all__ = [
     "ApiSettings",
@@ -168,27 +166,6 @@ async def _current_user(
 _LAST_USED_GRANULARITY = timedelta(seconds=60)
 
 
-@lru_cache(maxsize=1)
-def _token_query() -> Select[Any]:
-    """Built once: building the statement costs more than running it."""
-    t, u = table_of(ApiToken), table_of(User)
-    return (
-        select(
-            t.c.expires_at,
-            t.c.revoked_at,
-            t.c.last_used_at,
-            u.c.id,
-            u.c.username,
-            u.c.role,
-            u.c.pacage,
-            u.c.department,
-            u.c.active,
-        )
-        .join(u, u.c.id == t.c.user_id)
-        .where(t.c.token_hash == bindparam("token_hash"))
-    )
-
-
 def _lookup_token(engine: Engine, token: str, now: datetime) -> tuple[TokenUser, bool]:
     """The token's user, and whether its ``last_used_at`` is over a minute old; 401 otherwise.
 
@@ -197,14 +174,14 @@ def _lookup_token(engine: Engine, token: str, now: datetime) -> tuple[TokenUser,
     SHA-256 of the token is compared (tokens are 256-bit random: no slow hash is needed).
     """
     with engine.connect() as conn:
-        row = conn.execute(_token_query(), {"token_hash": hash_token(token)}).first()
+        row = conn.execute(token_query(), {"token_hash": hash_token(token)}).first()
     expires = None if row is None else _utc(row.expires_at)
     expired = expires is not None and expires <= now
     if row is None or row.revoked_at is not None or not row.active or expired:
         raise _unauthorized("invalid, expired or revoked token: ask an administrator for a new one")
     last = _utc(row.last_used_at)
     stale = last is None or not (now - _LAST_USED_GRANULARITY <= last <= now)
-    return TokenUser(int(row.id), row.username, row.role, row.pacage, row.department), stale
+    return TokenUser(int(row.user_id), row.username, row.role, row.pacage, row.department), stale
 
 
 # ``last_used_at`` is refreshed at most once a minute per token, off the request path: it is

@@ -6,8 +6,10 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, Select, bindparam, insert, select, update
 
 from s3tr.errors import S3trError
 from s3tr.review.database import write_connection
@@ -113,33 +115,49 @@ def issue_token(engine: Engine, user_id: int, *, label: str | None = None, ttl_d
     return token
 
 
+@lru_cache(maxsize=1)
+def token_query() -> Select[Any]:
+    """A token's row and its user's, by the bound ``token_hash``.
+
+    Built once: on the API's hot path, building the statement costs more than running it.
+    """
+    t, u = table_of(ApiToken), table_of(User)
+    return (
+        select(
+            t.c.id.label("token_id"),
+            t.c.expires_at,
+            t.c.revoked_at,
+            t.c.last_used_at,
+            u.c.id.label("user_id"),
+            u.c.username,
+            u.c.role,
+            u.c.pacage,
+            u.c.department,
+            u.c.active,
+        )
+        .join(u, u.c.id == t.c.user_id)
+        .where(t.c.token_hash == bindparam("token_hash"))
+    )
+
+
 def verify_token(engine: Engine, token: str, *, now: datetime | None = None) -> TokenUser:
     """The user of a valid token; :class:`InvalidTokenError` otherwise (same message for every cause)."""
     when = now or datetime.now(UTC)
-    t, u = table_of(ApiToken), table_of(User)
     with write_connection(engine) as conn:
-        row = conn.execute(
-            select(
-                t.c.id,
-                t.c.expires_at,
-                t.c.revoked_at,
-                u.c.id,
-                u.c.username,
-                u.c.role,
-                u.c.pacage,
-                u.c.department,
-                u.c.active,
-            )
-            .join(u, u.c.id == t.c.user_id)
-            .where(t.c.token_hash == hash_token(token))
-        ).first()
-        expires = None if row is None else row[1]
+        row = conn.execute(token_query(), {"token_hash": hash_token(token)}).first()
+        expires = None if row is None else row.expires_at
         if expires is not None and expires.tzinfo is None:  # SQLite returns naive UTC
             expires = expires.replace(tzinfo=UTC)
-        if row is None or row[2] is not None or not row[8] or (expires is not None and expires <= when):
+        if (
+            row is None
+            or row.revoked_at is not None
+            or not row.active
+            or (expires is not None and expires <= when)
+        ):
             raise InvalidTokenError("invalid, expired or revoked token: ask an administrator for a new one")
-        conn.execute(update(t).where(t.c.id == row[0]).values(last_used_at=when))
-    return TokenUser(int(row[3]), row[4], row[5], row[6], row[7])
+        t = table_of(ApiToken)
+        conn.execute(update(t).where(t.c.id == row.token_id).values(last_used_at=when))
+    return TokenUser(int(row.user_id), row.username, row.role, row.pacage, row.department)
 
 
 def revoke_token(engine: Engine, token: str, *, actor: str = "admin") -> bool:
