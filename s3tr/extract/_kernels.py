@@ -13,151 +13,178 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-# Vector width (float64 lanes) of the run loop, runs from which the unrolled loop is used, and
-# its number of independent accumulator sets. Measured on the benchmark tile (AVX-512 machine):
-# 4 lanes beat 8 (less waste at run ends), 64 / 2 beat 32 / 4 and 128 / 4.
+# Vector width (float64 lanes) of the run loop. 4 lanes beat 8 on the benchmark tile (AVX-512
+# machine): most runs are 5 to 20 pixels long, and wider steps waste more lanes at run ends.
 _LANES = 4
-_LONG_RUN = 64
-_UNROLL = 2
+# Planes reduced together by one pass over a run (see _accumulate_planes); the rest goes through
+# passes of 4, 2 and 1. 8 planes keep their 16 vector accumulators in registers (AVX-512 has
+# 32); 5 and 10 measured no faster than 8 on the benchmark tile.
+_GROUP = 8
 
 
-@intrinsic
-def _run_sums(typingctx, arr, start, stop, shift):  # type: ignore[no-untyped-def]
-    """``(n, sum(v - shift), sum((v - shift)**2))`` over the non-NaN ``arr[start:stop]``, float64.
+def _subgroups(n: int) -> list[tuple[int, int]]:
+    """``(first, size)`` of consecutive subgroups of 4, then 2, then 1 covering ``range(n)``."""
+    out, g = [], 0
+    for size in (4, 2, 1):
+        while g + size <= n:
+            out.append((g, size))
+            g += size
+    return out
 
-    A hand-written LLVM vector loop. Most parcel runs are 5 to 20 pixels long, and LLVM's own
-    vectoriser (numba ``fastmath``) runs its vector body only from 32 pixels on (VF 8 x
-    interleave 4), leaving them to a scalar loop; a test on the length to pick one of two loops
-    costs more than it saves (the branch is unpredictable). Here each step reads 4 pixels with
-    a masked load — lanes past ``stop`` read as NaN, so they drop out like invalid pixels and
-    nothing past the run is touched — so a 15-pixel run takes 4 vector steps. Runs of
-    ``_LONG_RUN`` pixels and more first go through unmasked steps with independent accumulators.
-    The NaN test is exact (``fcmp uno``); the arithmetic is IEEE float64 (the order of the
-    additions differs from a sequential sum by rounding only).
+
+@intrinsic(prefer_literal=True)
+def _accumulate_planes(typingctx, arr, start, stop, stride, acc, offset, acc_stride, n_group):  # type: ignore[no-untyped-def]
+    """Add the sums of one run over ``n_group`` consecutive planes to their accumulators.
+
+    Plane ``g`` of the run is ``arr[start + g * stride : stop + g * stride]``. ``acc`` is the
+    flattened ``(n_slots, 4, acc_stride)`` accumulator array and ``offset`` the flat position of
+    ``acc[slot, 0, k]``, ``k`` the group's first plane: the valid count, ``sum(v - shift)`` and
+    ``sum((v - shift)**2)`` of plane ``k + g`` are added to ``acc[slot, 0..2, k + g]``, and
+    ``shift`` is read from ``acc[slot, 3, k + g]``.
+
+    A hand-written LLVM vector loop. The planes share the loop: a step loads 4 pixels of each
+    plane at the same position, under one mask, into independent accumulators, and the run ends
+    with one transposed reduction of the group's vectors. Sharing is what pays: most runs are 5
+    to 20 pixels long, so the fixed costs of a run (the loop exit, which the CPU cannot predict
+    since it depends on the run length, and the reduction of the vector lanes) weigh as much as
+    the pixels, and a group pays them once for ``n_group`` planes. The masked load reads lanes
+    past ``stop`` as NaN, so they drop out like invalid pixels and nothing past the run is
+    touched. The NaN test is exact (``fcmp uno``); sums are IEEE float64 with the squares fused
+    (``fma``); the order of the additions differs from a sequential sum by rounding only.
     """
     if not (
         isinstance(arr, types.Array)
         and arr.ndim == 1
         and arr.layout == "C"  # the loop walks the data pointer with unit stride
         and arr.dtype in (types.float32, types.float64)
+        and isinstance(acc, types.Array)
+        and acc.ndim == 1
+        and acc.layout == "C"
+        and acc.dtype == types.float64
+        and isinstance(n_group, types.IntegerLiteral)
+        and 1 <= n_group.literal_value <= 16
     ):
         return None
-    sig = types.UniTuple(types.float64, 3)(arr, start, stop, shift)
+    n_planes = n_group.literal_value
+    sig = types.void(arr, start, stop, stride, acc, offset, acc_stride, n_group)
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         arrty = signature.args[0]
         ary = context.make_array(arrty)(context, builder, args[0])
-        i0 = context.cast(builder, args[1], signature.args[1], types.int64)
-        i1 = context.cast(builder, args[2], signature.args[2], types.int64)
-        sh = context.cast(builder, args[3], signature.args[3], types.float64)
+        accary = context.make_array(signature.args[4])(context, builder, args[4])
+
+        def as_i64(k):  # type: ignore[no-untyped-def]
+            return context.cast(builder, args[k], signature.args[k], types.int64)
+
+        i0, i1, plane_stride, off, q_stride = as_i64(1), as_i64(2), as_i64(3), as_i64(5), as_i64(6)
         i32, i64, f64 = ir.IntType(32), ir.IntType(64), ir.DoubleType()
         elt = ir.FloatType() if arrty.dtype == types.float32 else f64
         vt, vd, vi = ir.VectorType(elt, _LANES), ir.VectorType(f64, _LANES), ir.VectorType(i64, _LANES)
         zero = ir.Constant(vd, [0.0] * _LANES)
-        zero_i = ir.Constant(vi, [0] * _LANES)
 
         def splat(val, vty):  # type: ignore[no-untyped-def]
             undef = ir.Constant(vty, ir.Undefined)
             v = builder.insert_element(undef, val, ir.Constant(i32, 0))
             return builder.shuffle_vector(v, undef, ir.Constant(ir.VectorType(i32, _LANES), [0] * _LANES))
 
+        def shuffle(a, b, idx):  # type: ignore[no-untyped-def]
+            return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, len(idx)), idx))
+
+        def acc_at(q, g):  # type: ignore[no-untyped-def]
+            """Pointer to acc[slot, q, k + g]."""
+            pos = builder.add(builder.mul(q_stride, ir.Constant(i64, q)), ir.Constant(i64, g))
+            pos = builder.add(off, pos)
+            return builder.gep(accary.data, [pos])
+
+        def acc_ptr(q, g, size):  # type: ignore[no-untyped-def]
+            """acc[slot, q, k + g : k + g + size], as one vector."""
+            return builder.bitcast(acc_at(q, g), ir.PointerType(ir.VectorType(f64, size)))
+
+        shifts = [splat(builder.load(acc_at(3, g)), vd) for g in range(n_planes)]
         n = builder.sub(i1, i0)
-        base = builder.gep(ary.data, [i0])
         n_vec = splat(n, vi)
-        sh_vec = splat(sh, vd)
-        fnty = ir.FunctionType(vt, [ir.PointerType(vt), i32, ir.VectorType(ir.IntType(1), _LANES), vt])
+        bases = [
+            builder.gep(ary.data, [builder.add(i0, builder.mul(plane_stride, ir.Constant(i64, g)))])
+            for g in range(n_planes)
+        ]
         suffix = f"v{_LANES}{'f32' if elt is not f64 else 'f64'}"
-        masked_load = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.masked.load.{suffix}.p0")
+        load_ty = ir.FunctionType(vt, [ir.PointerType(vt), i32, ir.VectorType(ir.IntType(1), _LANES), vt])
+        masked_load = cgutils.get_or_insert_function(builder.module, load_ty, f"llvm.masked.load.{suffix}.p0")
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vd, [vd, vd, vd]), f"llvm.fma.v{_LANES}f64"
+        )
+        popcount = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(i64, [i64]), "llvm.ctpop.i64"
+        )
         lanes = ir.Constant(vi, list(range(_LANES)))
         nan = ir.Constant(vt, [float("nan")] * _LANES)
         align = ir.Constant(i32, 4 if elt is not f64 else 8)
 
-        def accumulate(x, s1, s2, cnt):  # type: ignore[no-untyped-def]
-            xd = builder.fpext(x, vd) if elt is not f64 else x
-            bad = builder.fcmp_unordered("uno", xd, xd)
-            d = builder.select(bad, zero, builder.fsub(xd, sh_vec))
-            return (
-                builder.fadd(s1, d),
-                builder.fadd(s2, builder.fmul(d, d)),
-                builder.add(cnt, builder.zext(builder.not_(bad), vi)),  # integer lane counts
-            )
-
-        def ptr_at(i):  # type: ignore[no-untyped-def]
-            return builder.bitcast(builder.gep(base, [i]), ir.PointerType(vt))
-
-        # Long runs first go through a loop of plain (unmasked) loads with _UNROLL independent
-        # accumulator sets, so that the float additions of successive steps do not wait for each
-        # other; the rest of the run (and every short run) goes through the masked loop. The
-        # test on the run length is predictable (long runs are rare), unlike a loop exit.
         entry = builder.basic_block
-        big_loop = builder.append_basic_block("run.big_loop")
-        big_body = builder.append_basic_block("run.big_body")
-        big_done = builder.append_basic_block("run.big_done")
         loop = builder.append_basic_block("run.loop")
         body = builder.append_basic_block("run.body")
         done = builder.append_basic_block("run.done")
-        block = ir.Constant(i64, _UNROLL * _LANES)
-        builder.cbranch(builder.icmp_signed(">=", n, ir.Constant(i64, _LONG_RUN)), big_loop, loop)
-
-        builder.position_at_end(big_loop)
-        bi = builder.phi(i64)
-        bi.add_incoming(ir.Constant(i64, 0), entry)
-        sets = []
-        for _ in range(_UNROLL):
-            trio = [builder.phi(vd), builder.phi(vd), builder.phi(vi)]
-            for phi, init in zip(trio, (zero, zero, zero_i), strict=True):
-                phi.add_incoming(init, entry)
-            sets.append(trio)
-        builder.cbranch(builder.icmp_signed("<=", builder.add(bi, block), n), big_body, big_done)
-        builder.position_at_end(big_body)
-        for u, trio in enumerate(sets):
-            x = builder.load(ptr_at(builder.add(bi, ir.Constant(i64, u * _LANES))), align=4)
-            for phi, nxt in zip(trio, accumulate(x, *trio), strict=True):
-                phi.add_incoming(nxt, big_body)
-        bi.add_incoming(builder.add(bi, block), big_body)
-        builder.branch(big_loop)
-        builder.position_at_end(big_done)
-        merged = list(sets[0])
-        for trio in sets[1:]:
-            merged = [
-                builder.fadd(merged[0], trio[0]),
-                builder.fadd(merged[1], trio[1]),
-                builder.add(merged[2], trio[2]),
-            ]
         builder.branch(loop)
 
         builder.position_at_end(loop)
         i = builder.phi(i64)
-        s1 = builder.phi(vd)
-        s2 = builder.phi(vd)
-        cnt = builder.phi(vi)
-        for phi, init in ((i, ir.Constant(i64, 0)), (s1, zero), (s2, zero), (cnt, zero_i)):
-            phi.add_incoming(init, entry)
-        for phi, init in ((i, bi), (s1, merged[0]), (s2, merged[1]), (cnt, merged[2])):
-            phi.add_incoming(init, big_done)
+        i.add_incoming(ir.Constant(i64, 0), entry)
+        sums = []  # per plane: (count, s1, s2) phis; the count is a scalar integer
+        for _ in range(n_planes):
+            trio = (builder.phi(i64), builder.phi(vd), builder.phi(vd))
+            trio[0].add_incoming(ir.Constant(i64, 0), entry)
+            for phi in trio[1:]:
+                phi.add_incoming(zero, entry)
+            sums.append(trio)
         builder.cbranch(builder.icmp_signed("<", i, n), body, done)
+
         builder.position_at_end(body)
         mask = builder.icmp_signed("<", builder.add(splat(i, vi), lanes), n_vec)
-        x = builder.call(masked_load, [ptr_at(i), align, mask, nan])
-        s1_next, s2_next, cnt_next = accumulate(x, s1, s2, cnt)
-        i_next = builder.add(i, ir.Constant(i64, _LANES))
-        for phi, nxt in ((i, i_next), (s1, s1_next), (s2, s2_next), (cnt, cnt_next)):
-            phi.add_incoming(nxt, body)
+        for base, shift, (cnt, s1, s2) in zip(bases, shifts, sums, strict=True):
+            ptr = builder.bitcast(builder.gep(base, [i]), ir.PointerType(vt))
+            x = builder.call(masked_load, [ptr, align, mask, nan])
+            xd = builder.fpext(x, vd) if elt is not f64 else x
+            bad = builder.fcmp_unordered("uno", xd, xd)
+            d = builder.select(bad, zero, builder.fsub(xd, shift))
+            # The count on the integer units (a popcount of the valid lanes), which are idle,
+            # rather than as one more float addition on the two busy adder pipes.
+            good = builder.bitcast(builder.not_(bad), ir.IntType(_LANES))
+            n_good = builder.call(popcount, [builder.zext(good, i64)])
+            cnt.add_incoming(builder.add(cnt, n_good), body)
+            s1.add_incoming(builder.fadd(s1, d), body)
+            s2.add_incoming(builder.call(fma, [d, d, s2]), body)
+        i.add_incoming(builder.add(i, ir.Constant(i64, _LANES)), body)
         builder.branch(loop)
+
         builder.position_at_end(done)
 
-        def lane_sum(v):  # type: ignore[no-untyped-def]
-            w = _LANES
-            while w > 1:
-                h = w // 2
-                lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, h), list(range(h))))
-                hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, h), list(range(h, w))))
-                v = builder.add(lo, hi) if v.type.element == i64 else builder.fadd(lo, hi)
-                w = h
-            return builder.extract_element(v, ir.Constant(i32, 0))
+        def lane_totals(vs):  # type: ignore[no-untyped-def]
+            """Transposed reduction: ``[sum(vs[0]), sum(vs[1]), ...]`` for 1, 2 or 4 vectors of 4 lanes."""
+            if len(vs) == 1:
+                v = vs[0]
+                h = builder.fadd(shuffle(v, v, [0, 1]), shuffle(v, v, [2, 3]))
+                return shuffle(builder.fadd(h, shuffle(h, h, [1, 0])), h, [0])
+            # pairs: [a0+a1, b0+b1, a2+a3, b2+b3]
+            pairs = [
+                builder.fadd(shuffle(a, b, [0, 4, 2, 6]), shuffle(a, b, [1, 5, 3, 7]))
+                for a, b in zip(vs[::2], vs[1::2], strict=True)
+            ]
+            if len(pairs) == 1:
+                u = pairs[0]
+                return builder.fadd(shuffle(u, u, [0, 1]), shuffle(u, u, [2, 3]))
+            u, w = pairs
+            return builder.fadd(shuffle(u, w, [0, 1, 4, 5]), shuffle(u, w, [2, 3, 6, 7]))
 
-        count = builder.uitofp(lane_sum(cnt), f64)
-        return context.make_tuple(builder, signature.return_type, [count, lane_sum(s1), lane_sum(s2)])
+        for g, (cnt, _, _) in enumerate(sums):
+            ptr = acc_at(0, g)
+            builder.store(builder.fadd(builder.load(ptr), builder.uitofp(cnt, f64)), ptr)
+        for q in (1, 2):
+            # by subgroups of 4, 2 or 1 planes: one transposed reduction and one vector update each
+            for g0, size in _subgroups(n_planes):
+                vs = [trio[q] for trio in sums[g0 : g0 + size]]
+                ptr = acc_ptr(q, g0, size)
+                builder.store(builder.fadd(builder.load(ptr, align=8), lane_totals(vs)), ptr, align=8)
+        return context.get_dummy_value()
 
     return sig, codegen
 
@@ -165,7 +192,7 @@ def _run_sums(typingctx, arr, start, stop, shift):  # type: ignore[no-untyped-de
 @njit(cache=True)
 def chunk_slots(
     run_start: np.ndarray, run_len: np.ndarray, run_parcel: np.ndarray, n_parcels: int, n_chunks: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Split the runs (raster order) into ``n_chunks`` bands of about equal pixel count.
 
     Within a chunk, each parcel gets a *slot* numbered in order of first appearance, so the
@@ -173,8 +200,10 @@ def chunk_slots(
     a few rows) instead of at random parcel positions. Returns ``bounds`` (int64, run index of
     each chunk's first run, length ``n_chunks + 1``), ``slot`` (int32 per run, local to its
     chunk), ``slot_off`` (int64, first global slot of each chunk, length ``n_chunks + 1``) and
-    ``owner`` (int32 parcel position of each global slot). A parcel cut by a chunk boundary
-    has one slot in each chunk; their partial statistics are merged at the end.
+    ``owner`` (int32 parcel position of each global slot), ``split`` (bool per global slot: its
+    parcel has slots in several chunks) and ``absent`` (int32 positions of the parcels without
+    any run). A parcel cut by a chunk boundary has one slot in each chunk; their partial
+    statistics are merged at the end.
     """
     n_runs = run_start.shape[0]
     total = 0
@@ -210,7 +239,15 @@ def chunk_slots(
                 k += 1
             slot[r] = local[p]
         slot_off[c + 1] = slot_off[c] + k
-    return bounds, slot, slot_off, owner[:n_slots].copy()
+    owner = owner[:n_slots].copy()
+    n_chunks_of = np.zeros(n_parcels, dtype=np.int32)
+    for i in range(n_slots):
+        n_chunks_of[owner[i]] += 1
+    split = np.empty(n_slots, dtype=np.bool_)
+    for i in range(n_slots):
+        split[i] = n_chunks_of[owner[i]] > 1
+    absent = np.flatnonzero(n_chunks_of == 0).astype(np.int32)
+    return bounds, slot, slot_off, owner, split, absent
 
 
 @njit(parallel=True, cache=True)
@@ -222,6 +259,8 @@ def reduce_runs(
     bounds: np.ndarray,
     slot_off: np.ndarray,
     owner: np.ndarray,
+    split: np.ndarray,
+    absent: np.ndarray,
     mean: np.ndarray,
     std: np.ndarray,
     count: np.ndarray,
@@ -235,6 +274,9 @@ def reduce_runs(
     for plane ``k`` go to column ``plane0 + k`` of ``mean``/``std`` (float64) and ``count``
     (int32), each ``(n_parcels, n_columns)``.
 
+    A parcel wholly inside one chunk is finished by its thread; the few cut by a chunk boundary
+    (``split``) are merged afterwards, and the parcels without any pixel (``absent``) get NaN.
+
     Numerics: each (slot, plane) sums ``v - shift`` and ``(v - shift)**2`` in float64, with
     ``shift`` the first valid value met, which avoids the cancellation of ``E[x^2] - E[x]^2``; the
     chunk partials are merged with Chan et al.'s pairwise formula for (n, mean, M2).
@@ -244,70 +286,109 @@ def reduce_runs(
     flat = values.reshape(-1)
     n_chunks = bounds.shape[0] - 1
     n_slots = slot_off[n_chunks]
-    # acc[s, k] = (n, s1, s2, shift): the numbers of one (slot, plane) share a cache line, and
-    # the planes of one slot follow each other. Initialised when the slot first appears.
-    acc = np.empty((n_slots, n_planes, 4), dtype=np.float64)
+    # acc[s, q, k]: q = 0 valid count, 1 sum(v - shift), 2 sum((v - shift)**2), 3 shift, so that
+    # each quantity of a group of planes is one vector. Zeroed when the slot first appears.
+    acc = np.empty((n_slots, 4, n_planes), dtype=np.float64)
+    # Whether every plane of a slot has its shift yet (most runs skip the search below).
+    ready = np.zeros(n_slots, dtype=np.bool_)
+    # Flat view made once, outside the parallel loop: a view taken inside costs an atomic
+    # reference count update on an array shared by all threads.
+    accf = acc.reshape(-1)
     for c in prange(n_chunks):
         base = slot_off[c]
         fresh = 0
         for r in range(bounds[c], bounds[c + 1]):
             local = slot[r]
             s = base + local
+            o = s * 4 * n_planes  # accf position of acc[s, 0, 0]
             if local == fresh:
-                for k in range(n_planes):
-                    acc[s, k, 0] = 0.0
-                    acc[s, k, 1] = 0.0
-                    acc[s, k, 2] = 0.0
-                    acc[s, k, 3] = 0.0
+                for j in range(4 * n_planes):
+                    accf[o + j] = 0.0
                 fresh += 1
             a = run_start[r]
             b = a + run_len[r]
-            # Flat indexing (no ``values[k]`` view): a view costs an atomic reference count
-            # update on an array shared by all threads. Unsigned indices: numba guards signed
-            # ones against negative values on every access.
-            for k in range(n_planes):
-                i0 = k * n_px + a
-                b_k = k * n_px + b
-                if acc[s, k, 0] == 0.0:
-                    while i0 < b_k and flat[np.uint64(i0)] != flat[np.uint64(i0)]:
-                        i0 += 1
-                    if i0 == b_k:
-                        continue
-                    acc[s, k, 3] = np.float64(flat[np.uint64(i0)])
-                n, s1, s2 = _run_sums(flat, i0, b_k, acc[s, k, 3])
-                acc[s, k, 0] += n
-                acc[s, k, 1] += s1
-                acc[s, k, 2] += s2
-    # Merge, single-threaded: a few operations per (slot, plane), while every parallel region
-    # costs a wake-up of all threads (milliseconds when other processes hold the cores).
-    # Parcels without any run keep count 0 (set by the caller).
-    for c in range(n_chunks):
-        for s in range(slot_off[c], slot_off[c + 1]):
+            if not ready[s]:
+                # The shift of a (slot, plane) is its first valid value; a plane without any
+                # valid pixel so far keeps looking (its shift is unused until then: NaNs add
+                # nothing). Unsigned indices: numba guards signed ones against negative values.
+                missing = 0
+                for k in range(n_planes):
+                    if accf[o + k] == 0.0:
+                        missing += 1
+                        for i in range(k * n_px + a, k * n_px + b):
+                            x = flat[np.uint64(i)]
+                            if x == x:
+                                accf[o + 3 * n_planes + k] = np.float64(x)
+                                missing -= 1
+                                break
+                ready[s] = missing == 0
+            k = 0
+            while k + _GROUP <= n_planes:
+                _accumulate_planes(flat, k * n_px + a, k * n_px + b, n_px, accf, o + k, n_planes, _GROUP)
+                k += _GROUP
+            while k + 4 <= n_planes:
+                _accumulate_planes(flat, k * n_px + a, k * n_px + b, n_px, accf, o + k, n_planes, 4)
+                k += 4
+            if k + 2 <= n_planes:
+                _accumulate_planes(flat, k * n_px + a, k * n_px + b, n_px, accf, o + k, n_planes, 2)
+                k += 2
+            if k < n_planes:
+                _accumulate_planes(flat, k * n_px + a, k * n_px + b, n_px, accf, o + k, n_planes, 1)
+        # The parcels wholly inside this chunk are final: written here, in parallel.
+        for s in range(base, slot_off[c + 1]):
+            if split[s]:
+                continue
             p = owner[s]
             for k in range(n_planes):
-                n = acc[s, k, 0]
-                if n == 0.0:
-                    continue
-                m = acc[s, k, 1] / n
-                mean_c = acc[s, k, 3] + m
-                m2_c = max(acc[s, k, 2] - n * m * m, 0.0)
+                n = acc[s, 0, k]
                 col = plane0 + k
-                n_t = np.float64(count[p, col])
-                if n_t == 0.0:
-                    count[p, col] = np.int32(n)
-                    mean[p, col] = mean_c
-                    std[p, col] = m2_c  # M2 for now; turned into the std below
+                count[p, col] = np.int32(n)
+                if n == 0.0:
+                    mean[p, col] = np.nan
+                    std[p, col] = np.nan
                 else:
-                    tot = n_t + n
-                    delta = mean_c - mean[p, col]
-                    mean[p, col] += delta * n / tot
-                    std[p, col] += m2_c + delta * delta * n_t * n / tot
-                    count[p, col] = np.int32(tot)
-    for p in range(mean.shape[0]):
+                    m = acc[s, 1, k] / n
+                    mean[p, col] = acc[s, 3, k] + m
+                    std[p, col] = np.sqrt(max(acc[s, 2, k] - n * m * m, 0.0) / n)
+    # Slots of split parcels (cut by a chunk boundary), single-threaded: a few operations per
+    # (slot, plane) for the few parcels on a boundary, while every parallel region costs a
+    # wake-up of all threads (milliseconds when other processes hold the cores).
+    for s in range(n_slots):
+        if not split[s]:
+            continue
+        p = owner[s]
         for k in range(n_planes):
+            n = acc[s, 0, k]
+            if n == 0.0:
+                continue
+            m = acc[s, 1, k] / n
+            mean_c = acc[s, 3, k] + m
+            m2_c = max(acc[s, 2, k] - n * m * m, 0.0)
             col = plane0 + k
-            if count[p, col] == 0:
-                mean[p, col] = np.nan
-                std[p, col] = np.nan
+            n_t = np.float64(count[p, col])
+            if n_t == 0.0:
+                count[p, col] = np.int32(n)
+                mean[p, col] = mean_c
+                std[p, col] = m2_c  # M2 for now; turned into the std below
             else:
-                std[p, col] = np.sqrt(std[p, col] / count[p, col])
+                tot = n_t + n
+                delta = mean_c - mean[p, col]
+                mean[p, col] += delta * n / tot
+                std[p, col] += m2_c + delta * delta * n_t * n / tot
+                count[p, col] = np.int32(tot)
+    finished = np.zeros(mean.shape[0], dtype=np.bool_)
+    for s in range(n_slots):
+        p = owner[s]
+        if split[s] and not finished[p]:
+            finished[p] = True
+            for k in range(n_planes):
+                col = plane0 + k
+                if count[p, col] == 0:
+                    mean[p, col] = np.nan
+                    std[p, col] = np.nan
+                else:
+                    std[p, col] = np.sqrt(std[p, col] / count[p, col])
+    for i in range(absent.shape[0]):
+        for k in range(n_planes):
+            mean[absent[i], plane0 + k] = np.nan
+            std[absent[i], plane0 + k] = np.nan

@@ -274,7 +274,7 @@ class ParcelRaster:
         return np.divmod(flat, self._grid.shape[1])
 
     # ------------------------------------------------------------------ reductions
-    def _chunk_slots(self, n_threads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _chunk_slots(self, n_threads: int) -> tuple[np.ndarray, ...]:
         """The runs split in one band of rows per thread, with chunk-local parcel slots (cached)."""
         n_chunks = max(1, n_threads)
         if n_chunks not in self._chunks:
@@ -294,7 +294,7 @@ class ParcelRaster:
         mean = np.empty((p, n), dtype=np.float64)
         std = np.empty((p, n), dtype=np.float64)
         count = np.zeros((p, n), dtype=np.int32)
-        bounds, slot, slot_off, owner = self._chunk_slots(numba.get_num_threads())
+        bounds, slot, slot_off, owner, split, absent = self._chunk_slots(numba.get_num_threads())
         direct = (
             isinstance(planes, np.ndarray)
             and planes.dtype in (np.float32, np.float64)
@@ -325,6 +325,8 @@ class ParcelRaster:
                 bounds,
                 slot_off,
                 owner,
+                split,
+                absent,
                 mean,
                 std,
                 count,

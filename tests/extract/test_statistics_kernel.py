@@ -1,8 +1,9 @@
 """The fused reduction on the paths the small-grid property tests do not reach.
 
-Runs of 32 pixels and more (LLVM's own vector loop) next to short ones (the masked 4-lane loop),
-more planes than one kernel call takes, float64 input, and several threads (parcels cut by a
-chunk boundary, merged with Chan's formula) — all against plain numpy.
+Long runs next to runs of every short length (the masked 4-lane loop and its run ends), more
+planes than one kernel call takes (15 planes: calls of 8 and 7, so passes over 8, 4, 2 and 1
+planes at once), float64 input, and several threads (parcels cut by a chunk boundary, merged
+with Chan's formula) — all against plain numpy.
 """
 
 from __future__ import annotations
