@@ -223,6 +223,15 @@ def _crop_group(
             return Flag.ORANGE, [Reason.CROP_GROUP_SIMILAR], ev
         if thin:
             return Flag.ORANGE, [Reason.CROP_GROUP_UNCERTAIN, *thin], ev
+        if pred in rules.idle_groups and _bool(row.get("activity")) is True:
+            # Two markers disagree: "not farmed" against a mowing, grazing or tillage seen. On demo
+            # season 0 this was the case of every lucerne parcel read as unfarmed land (mown 2-3
+            # times), and of none of the parcels truly left unfarmed.
+            ev.update(
+                mowing_dates=_dates(row.get("mowing_dates")),
+                activity_confidence=_num(row.get("activity_confidence")),
+            )
+            return Flag.ORANGE, [Reason.CROP_IDLE_BUT_ACTIVE], ev
         homogeneity: Any = row.get("homogeneity")
         if rules.max_ndvi_spread is not None and not _missing(homogeneity):
             ev["homogeneity"] = _num(homogeneity)

@@ -88,6 +88,7 @@ class Reason(StrEnum):
     CROP_GROUP_CONTRADICTED = "crop_group_contradicted"
     CROP_GROUP_UNCERTAIN = "crop_group_uncertain"
     CROP_GROUP_SIMILAR = "crop_group_similar"
+    CROP_IDLE_BUT_ACTIVE = "crop_idle_but_active"
     NO_CROP_PREDICTION = "no_crop_prediction"
     DECLARED_GROUP_NOT_MODELLED = "declared_group_not_modelled"
     HETEROGENEOUS_PARCEL = "heterogeneous_parcel"
@@ -228,6 +229,16 @@ REASONS: dict[Reason, ReasonInfo] = {
         "The observed crop looks like group {crop_predicted} (probability {crop_probability}), close to the "
         "declared group {declared_group}: the satellite cannot tell them apart reliably. A photo will settle "
         "it.",
+    ),
+    Reason.CROP_IDLE_BUT_ACTIVE: ReasonInfo(
+        Flag.ORANGE,
+        "Le classifieur voit une terre non exploitée (groupe {crop_predicted}, probabilité "
+        "{crop_probability}), mais une activité agricole (fauche, pâturage ou travail du sol) a été "
+        "observée sur la parcelle (confiance {activity_confidence}) : les indicateurs se contredisent. "
+        "Une photo permettra de conclure.",
+        "The classifier sees unfarmed land (group {crop_predicted}, probability {crop_probability}), but "
+        "farming (mowing, grazing or tillage) was observed on the parcel (confidence "
+        "{activity_confidence}): the markers contradict each other. A photo will settle it.",
     ),
     Reason.NO_CROP_PREDICTION: ReasonInfo(
         Flag.ORANGE,

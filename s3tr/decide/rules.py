@@ -116,6 +116,13 @@ class CropGroupRules(_Strict):
         "orange crop_group_similar.",
     )
 
+    idle_groups: list[str] = Field(
+        default_factory=list,
+        description="Groups that mean the land is not farmed (e.g. the group of SNE, land temporarily "
+        "unfarmed): such a prediction is never a red when the activity marker saw farming on the parcel "
+        "(mowing, grazing, tillage), only orange crop_idle_but_active.",
+    )
+
     def similar(self, a: str | None, b: str | None) -> bool:
         """Whether groups ``a`` and ``b`` (normalised codes) are in one family of ``similar_groups``."""
         return a is not None and b is not None and any(a in f and b in f for f in self.similar_groups)

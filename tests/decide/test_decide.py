@@ -14,7 +14,7 @@ from s3tr.decide.flags import REASONS, Reason
 from s3tr.errors import ConfigError
 
 RS = load_ruleset(2025)
-GROUP = {"PPH": 18, "PRL": 18, "PTR": 19, "BTH": 1, "MIS": 2, "ORH": 3, "J6S": 11, "CZH": 5}
+GROUP = {"PPH": 18, "PRL": 18, "PTR": 19, "BTH": 1, "MIS": 2, "ORH": 3, "J6S": 11, "CZH": 5, "LUZ": 16}
 
 
 def parcel(id_parcel: str, code: str, **kw) -> dict:
@@ -222,6 +222,32 @@ def test_a_mix_up_between_similar_groups_is_never_red() -> None:
         assert (row["flag"], row["reasons"]) == ("orange", ["crop_group_similar"]), row
     assert "proche du groupe déclaré" in one(out, "cereal", "crop_group")["explanation_fr"]
     assert one(out, "maize", "crop_group")["flag"] == "red"
+
+
+def test_unfarmed_land_predicted_on_a_mown_parcel_is_never_red() -> None:
+    """Lucerne read as unfarmed land (group 28) but mown twice: the markers disagree, orange."""
+    sure = {
+        "crop_predicted": "28",
+        "crop_probability": 0.99,
+        "crop_second": "1",
+        "crop_second_probability": 0.01,
+    }
+    mown = {
+        "mowing_count": 2,
+        "mowing_dates": "2025-05-20;2025-07-02",
+        "activity": True,
+        "activity_confidence": 0.85,
+    }
+    out = run(
+        [parcel("lucerne", "LUZ"), parcel("abandoned", "LUZ")],
+        [evidence("lucerne", **sure, **mown), evidence("abandoned", **sure)],
+        model_classes=[1, 16, 28],
+    )
+    row = one(out, "lucerne", "crop_group")
+    assert (row["flag"], row["reasons"]) == ("orange", ["crop_idle_but_active"]), row
+    assert "0.85" in row["explanation_en"] and "non exploitée" in row["explanation_fr"]
+    # the same prediction with no activity seen is the red of land left unfarmed
+    assert one(out, "abandoned", "crop_group")["flag"] == "red"
 
 
 def test_declared_group_unknown_to_the_model_is_orange() -> None:
