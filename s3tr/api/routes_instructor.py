@@ -252,7 +252,11 @@ def case_detail(
             )
             for d in decisions
         ],
-        photo_requests=[request_out(r, case, decl, lang, session) for r in requests],
+        # the case's photos are loaded above: grouped here rather than queried once per request
+        photo_requests=[
+            request_out(r, case, decl, lang, session, photos=[p for p in photos if p.request_id == r.id])
+            for r in requests
+        ],
         photos=[photo_out(p, lang) for p in photos],
         field_visits=visits,
         audit=[

@@ -53,6 +53,17 @@ class RunConfig(BaseModel):
     scheduler: str | None = Field(
         None, description="Dask scheduler address (tcp://host:8786); None starts a LocalCluster."
     )
+    markers_chunk: int = Field(
+        20_000,
+        ge=1,
+        description="Most parcels per markers task (about 4 ms each): bounds a task's memory and the work "
+        "lost with a worker.",
+    )
+    keep_series: bool = Field(
+        True,
+        description="Bring the series of the re-decided parcels back to the run process (the report's "
+        "curves, the demo's self-score); switch off for national runs, where they do not fit in memory.",
+    )
     crop_model: Path | None = Field(
         None,
         description="Crop-group model (model.joblib); default: crop_group/model.joblib in the models folder "

@@ -32,7 +32,7 @@ import pickle
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -51,9 +51,10 @@ from s3tr.extract.store import SeriesStore
 from s3tr.grid import Grid
 from s3tr.imagery.base import Acquisition
 from s3tr.imagery.local import LocalStacSource
-from s3tr.markers import MARKER_VERSION, compute_evidence
+from s3tr.markers import MARKER_VERSION
 from s3tr.nightly import runs
 from s3tr.nightly.config import RunConfig
+from s3tr.nightly.evidence import gather_evidence
 from s3tr.nightly.faults import fault_point
 from s3tr.nightly.state import DecisionState, declaration_fingerprints, load_state, save_state
 from s3tr.nightly.tasks import ItemOutcome, TaskSpec, extract_item, save_raster
@@ -586,15 +587,68 @@ def _run(
             members = parcels[(tile_of == t).to_numpy()]
             if not members.empty:
                 tiles[t] = _index_tile(t, by_tile[t], members, config, workdir)
-    with _Timer(timings, "extract"):
-        if plan.todo:
-            from s3tr.nightly.cluster import dask_client
+    with ExitStack() as cluster_scope:
+        # One cluster for the extraction and the markers, started when first needed.
+        clients: list[Any] = []
 
-            with dask_client(
-                scheduler, workers=min(config.workers, len(plan.todo)), memory_limit=config.worker_memory
-            ) as client:
-                _extract(client, plan.todo, tiles, config, engine, result, progress, rlog)
+        def client(n_tasks: int) -> Any:
+            if not clients:
+                from s3tr.nightly.cluster import dask_client
 
+                clients.append(
+                    cluster_scope.enter_context(
+                        dask_client(
+                            scheduler,
+                            workers=max(1, min(config.workers, n_tasks)),
+                            memory_limit=config.worker_memory,
+                        )
+                    )
+                )
+            return clients[0]
+
+        with _Timer(timings, "extract"):
+            if plan.todo:
+                _extract(client(len(plan.todo)), plan.todo, tiles, config, engine, result, progress, rlog)
+        return _decide_and_sync(
+            config,
+            run_id=run_id,
+            workdir=workdir,
+            engine=engine,
+            crop_model=crop_model,
+            progress=progress,
+            client=client,
+            release_cluster=cluster_scope.close,
+            post_steps=post_steps,
+            timings=timings,
+            rlog=rlog,
+            result=result,
+            parcels=parcels,
+            loaded=loaded,
+            tiles=tiles,
+            tile_of=tile_of,
+        )
+
+
+def _decide_and_sync(
+    config: RunConfig,
+    *,
+    run_id: str,
+    workdir: Path,
+    engine: Engine,
+    crop_model: object | None,
+    progress: ProgressCallback,
+    client: Callable[[int], Any],
+    release_cluster: Callable[[], None],
+    post_steps: Sequence[PostStep],
+    timings: dict[str, float],
+    rlog: logging.LoggerAdapter,
+    result: RunResult,
+    parcels: gpd.GeoDataFrame,
+    loaded: Any,
+    tiles: dict[str, _Tile],
+    tile_of: pd.Series,
+) -> RunResult:
+    """Markers (as cluster tasks), decisions, review queue, post steps, state and outputs."""
     # ---- markers and decisions for the parcels whose inputs changed ---------------------------
     n_pixels = pd.concat([tl.pixels for tl in tiles.values()]) if tiles else pd.Series(dtype="int64")
     declarations = parcels.drop(columns="geometry").copy()
@@ -621,29 +675,34 @@ def _run(
         sorted(dirty_tiles),
     )
 
-    with _Timer(timings, "series"):
-        tables = []
-        for t in sorted(set(tile_of.reindex(redo).dropna())):
-            store = SeriesStore(workdir / "series" / f"{t}.zarr")
-            if store.exists():
-                table = store.to_table(min_valid_fraction=config.min_valid_fraction)
-                tables.append(table[table["parcel_id"].astype(str).isin(set(redo))])
-        series = (
-            pd.concat(tables, ignore_index=True)
-            if tables
-            else pd.DataFrame(columns=["parcel_id", "date", "valid"])
-        )
-    result.series = series
     sub_decl = declarations[declarations["id_parcel"].astype(str).isin(set(redo))]
     evidence, decisions = pd.DataFrame(), pd.DataFrame()
+    result.series = pd.DataFrame(columns=["parcel_id", "date", "valid"])
     if len(sub_decl):
         with _Timer(timings, "markers"):
-            evidence = compute_evidence(
-                series,
+            work: list[tuple[str | None, list[str]]] = []
+            ids = sub_decl["id_parcel"].astype(str).drop_duplicates()
+            tile_by_id = tile_of.reindex(ids.to_numpy())
+            for t in sorted(set(tile_by_id.dropna())):
+                work.append(
+                    (str(workdir / "series" / f"{t}.zarr"), ids[(tile_by_id == t).to_numpy()].tolist())
+                )
+            outside = ids[tile_by_id.isna().to_numpy()].tolist()
+            if outside:
+                work.append((None, outside))
+            evidence, result.series = gather_evidence(
+                client,
+                work,
                 sub_decl,
-                crop_model=crop_model,
+                crop_model,
                 season=(window.start.isoformat(), window.end.isoformat()),
+                min_valid_fraction=config.min_valid_fraction,
+                keep_series=config.keep_series,
+                workers=config.workers,
+                max_chunk=config.markers_chunk,
+                progress=lambda done, total: progress("markers", done, total),
             )
+        release_cluster()  # the workers are not needed past this point
         fault_point("after", "markers")
         with _Timer(timings, "decide"):
             classes = getattr(crop_model, "classes", None)
