@@ -1,6 +1,6 @@
 """Quality of the markers on real ground truth (prints figures; never asserts).
 
-    PYTHONPATH=. python benchmarks/quality.py            # full run (about 3-5 minutes on 2 cores)
+    PYTHONPATH=. python benchmarks/quality.py            # full run (about 11-13 minutes on 2 cores)
     PYTHONPATH=. python benchmarks/quality.py --quick    # fewer folds and a crop subset (about 1 minute)
     PYTHONPATH=. python benchmarks/quality.py --refit    # also print the mowing scorer refitted on all sites
 
@@ -10,7 +10,12 @@ Data: ``../shared/data`` or ``$S3TR_REALDATA``.
   the Sen4CAP-like baseline of DESIGN.md (no fitted parameter, scored on all plots), our detector with its
   shipped parameters (fitted on all sites: an in-sample figure, shown for reference only), and the honest
   figure: our detector fitted and thresholded inside each fold of a cross-validation **grouped by site**,
-  with the bands (blue/red/NIR/SWIR), with the pipeline's indices only (NDVI, NDMI, BSI) and with NDVI alone.
+  with the bands (blue/red/NIR/SWIR), with the pipeline's indices only (NDVI, NDMI, BSI) and with NDVI alone;
+  then, with the bands, the opt-in season decision (``MowingParams.parcel_threshold``, noisy-or and max
+  evidence) with all thresholds chosen inside the folds for event F1 plus season balanced accuracy. Each line
+  gives the choice per fold as (event threshold, separation days, season threshold).
+  The mowing part takes about 10 minutes, 8 of them in the two season-decision lines (a larger grid;
+  skipped by ``--quick``).
 - Crop, UCR Crop (7,200 series, 24 classes): stratified k-fold CV of the shipped classifier: accuracy
   (95 % Wilson interval), macro-F1, ECE over 15 equal-width bins, coverage and precision at p >= 0.9, and the
   time to train on all 7,200 series. ``--only ucr --stack``: the same for the opt-in
@@ -38,7 +43,12 @@ from s3tr.markers.crop import CropFeatureConfig, train_crop_model  # noqa: E402
 from s3tr.markers.datasets import load_slovak_mowing, load_tempcnn, load_ucr_crop  # noqa: E402
 from s3tr.markers.evaluate import evaluate_crop, evaluate_mowing  # noqa: E402
 from s3tr.markers.mowing import MowingParams, mowing_marker  # noqa: E402
-from s3tr.markers.tuning import cross_validate_crop, cross_validate_mowing, fit_mowing_params  # noqa: E402
+from s3tr.markers.tuning import (  # noqa: E402
+    PARCEL_THRESHOLDS,
+    cross_validate_crop,
+    cross_validate_mowing,
+    fit_mowing_params,
+)
 
 
 def _root() -> Path:
@@ -78,23 +88,42 @@ def mowing(root: Path, *, quick: bool, refit: bool) -> None:
         unmown = set(pids) - set(truth["parcel_id"])
         grazed = unmown & set(ds.grazing["parcel_id"])
         hit = set(ev["parcel_id"])
+        mown = set(truth["parcel_id"])
         print(
             f"   {'':38s} unmown plot-years with a detection: {len(hit & grazed)} of {len(grazed)} grazed, "
-            f"{len(hit & (unmown - grazed))} of {len(unmown - grazed)} neither mown nor grazed"
+            f"{len(hit & (unmown - grazed))} of {len(unmown - grazed)} neither mown nor grazed; "
+            f"mown plot-years without one: {len(mown - hit)} of {len(mown)}"
         )
     folds = 3 if quick else 5
-    for label, data in (("bands", "bands"), ("indices", "indices"), ("NDVI only", "ndvi")):
+    season = {"parcel_thresholds": PARCEL_THRESHOLDS, "objective": "f1+season"}
+    for label, data, kw in (
+        ("bands", "bands", {}),
+        ("indices", "indices", {}),
+        ("NDVI only", "ndvi", {}),
+        ("bands + season decision (noisy-or)", "bands", season),
+        ("bands + season decision (max)", "bands", {**season, "base": MowingParams(parcel_evidence="max")}),
+    ):
+        if quick and kw:
+            continue  # the season-decision grid is large: full runs only
         t0 = time.perf_counter()
-        r = cross_validate_mowing(ds.table, truth, ds.sites, n_splits=folds, data=data)
+        r = cross_validate_mowing(ds.table, truth, ds.sites, n_splits=folds, data=data, **kw)
         fold = ", ".join(f"{f:.3f}" for f in r["fold_f1"])
         print(
             f"   ours, {folds}-fold CV by site, {label:9s}    {_fmt(r, MOW_KEYS)}"
-            f"  (fold F1 {fold}; {time.perf_counter() - t0:.0f} s)"
+            f"  (fold F1 {fold}; chosen {r['chosen']}; {time.perf_counter() - t0:.0f} s)"
         )
     if refit:
         params, r = fit_mowing_params(ds.table, truth)
         print("   refit on all sites:", _fmt(r, MOW_KEYS))
-        print("   threshold", params.threshold, "separation", params.min_separation_days)
+        print(
+            "   threshold",
+            params.threshold,
+            "separation",
+            params.min_separation_days,
+            "season",
+            params.parcel_evidence,
+            params.parcel_threshold,
+        )
         print("  ", params.scorer_bands)
         print("  ", params.scorer_indices)
         print("  ", params.scorer_ndvi)

@@ -18,10 +18,14 @@ Two detectors share the interface:
   red, NIR and SWIR (cut grass) and whether SWIR stays up afterwards -- and scored by a logistic model
   (:class:`MowingScorer`). Single-date dips that come straight back are removed first. Candidates above
   ``threshold`` are events, at most one per ``min_separation_days``; the score is the event's confidence.
-  The scorer's coefficients and the threshold were chosen by cross-validation grouped by site on the
-  Slovak camera set (``benchmarks/quality.py`` prints the figures and can refit them). Three scorers share
-  the candidates: with the bands, with the pipeline's indices only (NDVI, NDMI, BSI -- the SWIR signal of the
-  cut reaches NDMI and BSI), and with NDVI alone; each candidate gets the richest one its data allow.
+  An optional season decision (``parcel_threshold``, off by default) first asks whether the parcel was
+  mowed at all -- its candidates' scores combined (``parcel_evidence``) must reach ``parcel_threshold`` --
+  and then gives it its best candidate as an event even below ``threshold``. On the Slovak set it trades
+  event F1 for season balanced accuracy (see ``benchmarks/quality.py``), hence off. The scorer's
+  coefficients and the threshold were chosen by cross-validation grouped by site on the Slovak camera set
+  (``benchmarks/quality.py`` prints the figures and can refit them). Three scorers share the candidates:
+  with the bands, with the pipeline's indices only (NDVI, NDMI, BSI -- the SWIR signal of the cut reaches
+  NDMI and BSI), and with NDVI alone; each candidate gets the richest one its data allow.
 
 Sentinel-1 columns (``vv``, ``vh``, ``coherence``) are not used yet: the shared data hold no S1 series with
 mowing truth in this table's form to fit and check them on, and an unchecked rule would only add noise.
@@ -48,6 +52,7 @@ __all__ = [
     "detect_series",
     "fit_scorer",
     "mowing_marker",
+    "season_evidence",
 ]
 
 logger = logging.getLogger(__name__)
@@ -174,8 +179,14 @@ class MowingParams:
     threshold
         (robust) Minimum scorer probability for an event.
     parcel_threshold
-        (robust) A parcel gets events only when its strongest candidate reaches this: the claim "mowed at
-        least once" needs one clear event, after which weaker ones (above ``threshold``) are kept too.
+        (robust) The season decision: a parcel gets events only when the ``parcel_evidence`` of its
+        candidates touching the season reaches this, and then its best candidate is an event even below
+        ``threshold`` (further events need ``threshold``). ``None`` (default): no season decision, every
+        event needs ``threshold``. With ``parcel_evidence="max"`` this is the threshold of the first event.
+    parcel_evidence
+        (robust) How the season's candidate scores ``p_k`` combine: ``"noisy_or"`` (``1 - prod(1 - p_k)``,
+        the chance that at least one is a mowing if they were independent: two middling falls count more
+        than one) or ``"max"`` (the best one alone).
     outlier_dip, outlier_recover, outlier_span_days
         (robust) A single clear observation lower than both neighbours by more than ``outlier_dip``, whose
         next neighbour is back within ``outlier_recover`` of the previous one and no more than
@@ -199,7 +210,8 @@ class MowingParams:
     max_span_days: int = 30
     regrowth_days: int = 30
     threshold: float = 0.45
-    parcel_threshold: float = 0.0
+    parcel_threshold: float | None = None
+    parcel_evidence: Literal["noisy_or", "max"] = "noisy_or"
     outlier_dip: float | None = 0.08
     outlier_recover: float = 0.05
     outlier_span_days: int = 15
@@ -365,23 +377,44 @@ def _score(x: np.ndarray, params: MowingParams) -> np.ndarray:
 
 
 def detect_series(series: ParcelSeries, params: MowingParams = MowingParams()) -> list[Interval]:
-    """Mowing events of one parcel series (all dates; only clear ones are used).
+    """Mowing events of one parcel series touching the season (only clear dates are used).
 
     Returns
     -------
     list of (start, end, confidence)
         ``start``/``end`` as ``datetime64[D]``, confidence in 0..1, sorted by start.
     """
-    return _detect(series, params)[0]
+    return _detect(series, params, season_bounds(params.season, series.dates))[0]
 
 
-def _detect(series: ParcelSeries, params: MowingParams) -> tuple[list[Interval], list[Interval]]:
-    """Events and every scored candidate (robust detector only) of one parcel series."""
+def season_evidence(scores: np.ndarray, how: str = "noisy_or") -> float:
+    """Evidence that a parcel was mowed at least once from its candidates' scores (0 without any).
+
+    ``how`` is ``"noisy_or"`` (``1 - prod(1 - p)``) or ``"max"``; see :class:`MowingParams`.
+    """
+    p = np.asarray(scores, dtype=float)
+    if p.size == 0:
+        return 0.0
+    if how == "max":
+        return float(p.max())
+    if how == "noisy_or":
+        return float(1.0 - np.prod(1.0 - np.clip(p, 0.0, 1.0)))
+    raise ValueError(f"parcel_evidence must be 'noisy_or' or 'max', not {how!r}")
+
+
+def _detect(
+    series: ParcelSeries,
+    params: MowingParams,
+    window: tuple[np.datetime64, np.datetime64] | None = None,
+) -> tuple[list[Interval], list[Interval]]:
+    """Events and every scored candidate (robust detector only) of one parcel series.
+
+    With ``window``, only candidates touching it can be events and make the season decision.
+    """
     t, vals = _clear(series, params)
     v = vals["ndvi"]
     if t.size < 2:
         return [], []
-    candidates: list[Interval] = []
     if params.method == "baseline":
         drop = v[:-1] - v[1:]
         ok = np.flatnonzero(
@@ -392,25 +425,47 @@ def _detect(series: ParcelSeries, params: MowingParams) -> tuple[list[Interval],
         conf = np.clip(0.5 + (drop[ok] - params.min_drop) / 0.2, 0.5, 1.0)
         order = -np.arange(ok.size, dtype=float)
         chosen = _select(starts, ends, order, params.min_separation_days)
-    else:
-        ab, x = _candidates(t, vals, params)
-        if ab.shape[0] == 0:
-            return [], []
-        conf = _score(x, params)
-        candidates = [
-            (np.datetime64(int(t[a]), "D"), np.datetime64(int(t[b]), "D"), float(c))
-            for (a, b), c in zip(ab, conf, strict=True)
-        ]
-        if conf.max() < params.parcel_threshold:
-            return [], candidates
-        keep = conf >= params.threshold
-        ab, conf = ab[keep], conf[keep]
-        starts, ends = t[ab[:, 0]], t[ab[:, 1]]
-        chosen = _select(starts, ends, conf, params.min_separation_days)
-    events = [
+        return [
+            (np.datetime64(int(starts[k]), "D"), np.datetime64(int(ends[k]), "D"), float(conf[k]))
+            for k in chosen
+        ], []
+    ab, x = _candidates(t, vals, params)
+    if ab.shape[0] == 0:
+        return [], []
+    conf = _score(x, params)
+    candidates = [
+        (np.datetime64(int(t[a]), "D"), np.datetime64(int(t[b]), "D"), float(c))
+        for (a, b), c in zip(ab, conf, strict=True)
+    ]
+    return _choose(t, ab, conf, params, window), candidates
+
+
+def _choose(
+    t: np.ndarray,
+    ab: np.ndarray,
+    conf: np.ndarray,
+    params: MowingParams,
+    window: tuple[np.datetime64, np.datetime64] | None,
+) -> list[Interval]:
+    """Events among scored candidates ``ab`` (indices into ``t``): season decision, threshold, separation."""
+    inside = np.ones(conf.size, dtype=bool)
+    if window is not None:
+        lo, hi = (int(np.datetime64(w, "D").astype(np.int64)) for w in window)
+        inside = (t[ab[:, 1]] >= lo) & (t[ab[:, 0]] <= hi)
+    if not inside.any():
+        return []
+    keep = inside & (conf >= params.threshold)
+    if params.parcel_threshold is not None:
+        if season_evidence(conf[inside], params.parcel_evidence) < params.parcel_threshold:
+            return []
+        # The season is decided: its best fall is the cut, even when it alone is below threshold.
+        keep[np.flatnonzero(inside)[np.argmax(conf[inside])]] = True
+    ab, conf = ab[keep], conf[keep]
+    starts, ends = t[ab[:, 0]], t[ab[:, 1]]
+    chosen = _select(starts, ends, conf, params.min_separation_days)
+    return [
         (np.datetime64(int(starts[k]), "D"), np.datetime64(int(ends[k]), "D"), float(conf[k])) for k in chosen
     ]
-    return events, candidates
 
 
 def candidate_table(table: pd.DataFrame, *, params: MowingParams = MowingParams()) -> pd.DataFrame:
@@ -518,7 +573,7 @@ def _one_parcel(s: ParcelSeries, p: MowingParams) -> tuple[list[Interval], str, 
         )
     # The robust detector sees the whole series, so the first event has its "before" level and the last
     # its regrowth; events are kept when they touch the season.
-    found, candidates = _detect(s, p)
+    found, candidates = _detect(s, p, (start, end))
     evs = [e for e in found if start <= e[1] and e[0] <= end]
     scores = [c for a, b, c in candidates if start <= b and a <= end]
     best = float("nan") if p.method == "baseline" else max(scores, default=0.0)

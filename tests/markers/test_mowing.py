@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from s3tr.markers.mowing import MowingParams, detect_mowing, mowing_marker
+from s3tr.markers.mowing import MowingParams, detect_mowing, mowing_marker, season_evidence
 from s3tr.markers.table import normalize_timeseries
+from s3tr.markers.tuning import _fast_events, _prepare
 
 
 def test_clear_mowing_found_with_right_interval(make_grass):
@@ -55,3 +57,42 @@ def test_bad_inputs_give_status_not_crash(make_grass):
 def test_raw_unsorted_table_is_accepted(make_grass):
     raw = make_grass(mowings=("2023-06-12",)).sample(frac=1.0, random_state=1)
     assert detect_mowing(raw).equals(detect_mowing(normalize_timeseries(raw)))
+
+
+def test_season_evidence_adds_up_middling_falls():
+    assert season_evidence(np.array([0.5, 0.5])) == 0.75
+    assert season_evidence(np.array([0.5, 0.5]), "max") == 0.5
+    assert season_evidence(np.array([])) == 0.0
+    with pytest.raises(ValueError):
+        season_evidence(np.array([0.5]), "mean")
+
+
+def test_season_decision_gates_and_keeps_the_best_fall(make_grass):
+    t = normalize_timeseries(make_grass(mowings=("2023-06-01", "2023-08-10")))
+    # Once the season is decided, its best fall is an event even when no fall reaches the threshold ...
+    decided = detect_mowing(t, params=MowingParams(threshold=1.0, parcel_threshold=0.05))
+    assert len(decided) == 1 and decided.iloc[0]["confidence"] < 1.0
+    # ... and further events still need the threshold; without a season decision every event does.
+    assert detect_mowing(t, params=MowingParams(threshold=1.0, parcel_threshold=None)).empty
+    assert len(detect_mowing(t, params=MowingParams(threshold=0.05, parcel_threshold=0.05))) == 2
+    # Evidence short of the season threshold: no event at all, however strong each fall.
+    assert detect_mowing(t, params=MowingParams(threshold=0.0, parcel_threshold=1.01)).empty
+
+
+def test_tuning_fast_path_gives_the_marker_events(make_grass):
+    raw = pd.concat(
+        [
+            make_grass("two", mowings=("2023-06-01", "2023-08-10")),
+            make_grass("one", mowings=("2023-07-01",), dips=("2023-05-10",), seed=3),
+            make_grass("none", seed=1),
+            make_grass("weak", mowings=("2023-06-20",), drop=0.15, noise=0.03, seed=2),
+        ]
+    )
+    t = normalize_timeseries(raw)
+    for p in (
+        MowingParams(),
+        MowingParams(parcel_threshold=None, threshold=0.3, min_separation_days=20),
+        MowingParams(parcel_evidence="max", parcel_threshold=0.2, threshold=0.8),
+    ):
+        fast = _fast_events(_prepare(t, p), p)
+        assert fast.equals(mowing_marker(t, params=p).events), p
