@@ -284,6 +284,8 @@ def end_to_end(
     parcels: gpd.GeoDataFrame, size20: int, repeat: int, workdir: str | None
 ) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="s3tr-e2e-", dir=workdir))
     try:
         t = time.perf_counter()

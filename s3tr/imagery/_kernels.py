@@ -6,7 +6,7 @@ They release the GIL (``nogil``): the bands of one read are reduced in parallel 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 @njit(cache=True, nogil=True)
@@ -89,3 +89,44 @@ def reduce_mean_scaled(
         _scale_1x1(arr, nodata, has_nodata, scale, offset, out)
     else:
         _reduce_kxk(arr, k, nodata, has_nodata, scale, offset, out)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def normalized_differences(
+    bands: np.ndarray,
+    plus: np.ndarray,
+    minus: np.ndarray,
+    valid: np.ndarray,
+    out: np.ndarray,
+    slots: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """``out[slots[k]] = (P - M) / (P + M)``, P and M the float32 sums of the bands ``plus[k]`` and
+    ``minus[k]`` of ``bands`` (one or two each, in that order; -1 marks an unused second term);
+    NaN where not finite or where ``valid`` (``(y, x)`` bool) is False.
+
+    One parallel pass over the rows for all the indices, each row loop simple enough for LLVM to
+    vectorise (the numpy formulas stream each index's temporaries through memory). float32
+    operations in the formulas' order, so the values are the same, bit for bit.
+    ``error_model="numpy"``: a zero denominator gives inf or NaN, then NaN.
+    """
+    n_idx = plus.shape[0]
+    w = bands.shape[2]
+    nan = np.float32(np.nan)
+    for i in prange(bands.shape[1]):
+        ok = valid[i]
+        for k in range(n_idx):
+            o = out[slots[k], i]
+            p0 = bands[plus[k, 0], i]
+            m0 = bands[minus[k, 0], i]
+            if plus[k, 1] >= 0:
+                p1 = bands[plus[k, 1], i]
+                m1 = bands[minus[k, 1], i]
+                for j in range(w):
+                    p = p0[j] + p1[j]
+                    m = m0[j] + m1[j]
+                    v = (p - m) / (p + m)
+                    o[j] = v if (ok[j] and np.isfinite(v)) else nan
+            else:
+                for j in range(w):
+                    v = (p0[j] - m0[j]) / (p0[j] + m0[j])
+                    o[j] = v if (ok[j] and np.isfinite(v)) else nan

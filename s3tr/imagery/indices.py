@@ -15,6 +15,7 @@ import numpy as np
 import xarray as xr
 
 from s3tr.imagery._alloc import empty_planes
+from s3tr.imagery._kernels import normalized_differences
 
 __all__ = ["INDICES", "SpectralIndex", "bands_for", "compute_indices"]
 
@@ -42,6 +43,10 @@ class SpectralIndex:
     compute
         ``compute(bands)`` from a mapping band name -> float32 array; may divide by zero (the caller
         turns non-finite results into NaN).
+    normalized_difference
+        ``(plus, minus)`` band names when the index is ``(sum(plus) - sum(minus)) / (sum(plus) +
+        sum(minus))``, the sums taken in that order, as ``compute`` does: such indices are computed
+        together in one compiled pass over the pixels, with the same float32 values.
     """
 
     name: str
@@ -49,6 +54,7 @@ class SpectralIndex:
     formula: str
     description: str
     compute: Formula
+    normalized_difference: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
 
 def _nd(a: str, b: str) -> Formula:
@@ -80,6 +86,7 @@ INDICES: dict[str, SpectralIndex] = {
         "(B8A - B04) / (B8A + B04)",
         "Normalized difference vegetation index (Rouse et al. 1974): green biomass, crop growth, mowing.",
         _nd("B8A", "B04"),
+        (("B8A",), ("B04",)),
     ),
     "ndmi": SpectralIndex(
         "ndmi",
@@ -87,6 +94,7 @@ INDICES: dict[str, SpectralIndex] = {
         "(B8A - B11) / (B8A + B11)",
         "Normalized difference moisture index (Gao 1996's NDWI): canopy water content.",
         _nd("B8A", "B11"),
+        (("B8A",), ("B11",)),
     ),
     "ndwi": SpectralIndex(
         "ndwi",
@@ -94,6 +102,7 @@ INDICES: dict[str, SpectralIndex] = {
         "(B03 - B8A) / (B03 + B8A)",
         "Normalized difference water index (McFeeters 1996): open water, flooded fields.",
         _nd("B03", "B8A"),
+        (("B03",), ("B8A",)),
     ),
     "bsi": SpectralIndex(
         "bsi",
@@ -101,6 +110,7 @@ INDICES: dict[str, SpectralIndex] = {
         "((B11 + B04) - (B8A + B02)) / ((B11 + B04) + (B8A + B02))",
         "Bare soil index (Rikimaru et al. 2002): ploughing, bare soil after harvest.",
         _bsi,
+        (("B11", "B04"), ("B8A", "B02")),
     ),
     "evi": SpectralIndex(
         "evi",
@@ -115,8 +125,38 @@ INDICES: dict[str, SpectralIndex] = {
         "(B8A - B05) / (B8A + B05)",
         "Normalized difference red-edge index: chlorophyll content, later-season crop vigour.",
         _nd("B8A", "B05"),
+        (("B8A",), ("B05",)),
     ),
 }
+
+
+def _fusable(idx: SpectralIndex) -> bool:
+    """Whether the compiled pass computes ``idx``: one or two bands on each side, as many on both."""
+    nd = idx.normalized_difference
+    return nd is not None and len(nd[0]) == len(nd[1]) and 1 <= len(nd[0]) <= 2
+
+
+def _fused_indices(
+    bands: np.ndarray,
+    names: Sequence[str],
+    indices: Sequence[SpectralIndex],
+    slots: Sequence[int],
+    valid: np.ndarray | None,
+    out: np.ndarray,
+) -> None:
+    """The normalized-difference ``indices`` into ``out[slots]``, in one compiled pass.
+
+    ``bands`` is float32 ``(band, y, x)`` with band names ``names``.
+    """
+    names = list(names)
+    plus = np.full((len(indices), 2), -1, dtype=np.int64)
+    minus = np.full((len(indices), 2), -1, dtype=np.int64)
+    for k, idx in enumerate(indices):
+        p, m = idx.normalized_difference  # type: ignore[misc]
+        plus[k, : len(p)] = [names.index(b) for b in p]
+        minus[k, : len(m)] = [names.index(b) for b in m]
+    mask = valid if valid is not None else np.ones(bands.shape[1:], dtype=bool)
+    normalized_differences(bands, plus, minus, mask, out, np.asarray(slots, dtype=np.int64))
 
 
 def _lookup(names: Iterable[str]) -> list[SpectralIndex]:
@@ -177,20 +217,26 @@ def compute_indices(
         if valid.shape != spatial_shape:
             raise ValueError(f"mask shape {valid.shape} differs from the reflectance's {spatial_shape}")
     out = empty_planes((len(indices), *spatial_shape), np.float32)
-    # The formulas run on strips of rows small enough that their numpy temporaries stay in the
-    # cache (a full tile at once streams several 120 MB temporaries through memory per index);
-    # the operations, hence the values, are the same element by element.
     if not spatial_shape:
         raise ValueError("reflectance needs at least one dimension besides 'band'")
+    fused = [k for k, idx in enumerate(indices) if _fusable(idx) and len(spatial_shape) == 2]
+    if fused:
+        # the (band, y, x) array as it is (no copy when float32): the kernel picks its bands
+        stack = np.asarray(refl.values, dtype=np.float32)
+        _fused_indices(stack, available, [indices[k] for k in fused], fused, valid, out)
+    rest = [k for k in range(len(indices)) if k not in fused]
+    # The other formulas run on strips of rows small enough that their numpy temporaries stay in
+    # the cache (a full tile at once streams several 120 MB temporaries through memory per
+    # index); the operations, hence the values, are the same element by element.
     row_px = int(np.prod(spatial_shape[1:]))
     step = max(1, _STRIP_PIXELS // max(1, row_px))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for r0 in range(0, spatial_shape[0], step):
+        for r0 in range(0, spatial_shape[0], step) if rest else ():
             rows = slice(r0, r0 + step)
             part = {b: a[rows] for b, a in arrays.items()}
             ok = None if valid is None else valid[rows]
-            for i, idx in enumerate(indices):
-                v = np.asarray(idx.compute(part), dtype=np.float32)
+            for i in rest:
+                v = np.asarray(indices[i].compute(part), dtype=np.float32)
                 dst = out[i][rows]
                 dst[...] = v
                 bad = ~np.isfinite(dst)

@@ -29,6 +29,7 @@ import s3tr.imagery._reader as reader
 import s3tr.imagery.indices as indices_mod
 from s3tr.grid import Grid
 from s3tr.imagery import compute_indices, valid_mask
+from s3tr.imagery.indices import INDICES
 from s3tr.imagery.masks import CLOUD_SHADOW_SCL, DEFAULT_INVALID_SCL
 
 CRS = "EPSG:32631"
@@ -186,6 +187,7 @@ def test_valid_mask_fused_kernel_on_a_larger_scene() -> None:
 
 # ------------------------------------------------------------------------------ indices
 def test_indices_in_strips_equal_whole_array_formulas(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fused pass (normalized differences) and the numpy strips (EVI), bit for bit, in one call."""
     monkeypatch.setattr(indices_mod, "_STRIP_PIXELS", 7 * 23)  # 7 rows per strip, last one short
     rng = np.random.default_rng(11)
     names = ["B02", "B03", "B04", "B8A", "B11"]
@@ -194,13 +196,15 @@ def test_indices_in_strips_equal_whole_array_formulas(monkeypatch: pytest.Monkey
     data[3, 10, 0] = -data[2, 10, 0]  # zero NDVI denominator
     mask = rng.random((52, 23)) > 0.2
     da = xr.DataArray(data, dims=("band", "y", "x"), coords={"band": names})
-    got = compute_indices(da, ["ndvi", "bsi"], mask=mask)
+    got = compute_indices(da, ["ndvi", "evi", "bsi"], mask=mask)
+    assert list(got.index.values) == ["ndvi", "evi", "bsi"]
     b = dict(zip(names, data, strict=True))
     with np.errstate(divide="ignore", invalid="ignore"):
         ndvi = (b["B8A"] - b["B04"]) / (b["B8A"] + b["B04"])
         p, q = b["B11"] + b["B04"], b["B8A"] + b["B02"]
         bsi = (p - q) / (p + q)
-    for name, ref in (("ndvi", ndvi), ("bsi", bsi)):
+        evi = INDICES["evi"].compute(b)
+    for name, ref in (("ndvi", ndvi), ("bsi", bsi), ("evi", evi)):
         ref = np.where(np.isfinite(ref) & mask, ref, np.nan).astype(np.float32)
         np.testing.assert_array_equal(got.sel(index=name).values, ref)
     assert np.isnan(got.sel(index="ndvi").values[10, 0])
