@@ -609,142 +609,104 @@ def _run(
         with _Timer(timings, "extract"):
             if plan.todo:
                 _extract(client(len(plan.todo)), plan.todo, tiles, config, engine, result, progress, rlog)
-        return _decide_and_sync(
-            config,
-            run_id=run_id,
-            workdir=workdir,
-            engine=engine,
-            crop_model=crop_model,
-            progress=progress,
-            client=client,
-            release_cluster=cluster_scope.close,
-            post_steps=post_steps,
-            timings=timings,
-            rlog=rlog,
-            result=result,
-            parcels=parcels,
-            loaded=loaded,
-            tiles=tiles,
-            tile_of=tile_of,
+        # ---- markers and decisions for the parcels whose inputs changed ---------------------------
+        n_pixels = pd.concat([tl.pixels for tl in tiles.values()]) if tiles else pd.Series(dtype="int64")
+        declarations = parcels.drop(columns="geometry").copy()
+        declarations["n_pixels"] = declarations["id_parcel"].map(n_pixels)
+        # A parcel outside every tile has no pixel count: it is not "too small", it has no imagery.
+        declarations["monitorable"] = declarations["n_pixels"].isna() | (
+            declarations["n_pixels"] >= MIN_PIXELS
         )
 
+        ruleset = load_ruleset(config.campaign, config.region)
+        window = ruleset.activity_window
+        # Verdicts that need the whole activity window wait for its end during the season.
+        as_of = min(datetime.now(UTC).date(), config.end)
+        context = _context_key(ruleset, crop_model, as_of)
+        state = load_state(workdir)
+        fingerprints = declaration_fingerprints(declarations)
+        dirty = runs.dirty_items(engine, tiles, workdir=str(workdir))
+        dirty_tiles = set(dirty["tile"])
+        decided = set(current_decisions(engine, campaign=config.campaign)["id_parcel"])
+        redo = _parcels_to_redecide(state, context, fingerprints, tile_of, dirty_tiles, decided)
+        result.redecided = len(redo)
+        rlog.info(
+            "re-deciding %d of %d parcels (tiles with new slots: %s)",
+            len(redo),
+            len(parcels),
+            sorted(dirty_tiles),
+        )
 
-def _decide_and_sync(
-    config: RunConfig,
-    *,
-    run_id: str,
-    workdir: Path,
-    engine: Engine,
-    crop_model: object | None,
-    progress: ProgressCallback,
-    client: Callable[[int], Any],
-    release_cluster: Callable[[], None],
-    post_steps: Sequence[PostStep],
-    timings: dict[str, float],
-    rlog: logging.LoggerAdapter,
-    result: RunResult,
-    parcels: gpd.GeoDataFrame,
-    loaded: Any,
-    tiles: dict[str, _Tile],
-    tile_of: pd.Series,
-) -> RunResult:
-    """Markers (as cluster tasks), decisions, review queue, post steps, state and outputs."""
-    # ---- markers and decisions for the parcels whose inputs changed ---------------------------
-    n_pixels = pd.concat([tl.pixels for tl in tiles.values()]) if tiles else pd.Series(dtype="int64")
-    declarations = parcels.drop(columns="geometry").copy()
-    declarations["n_pixels"] = declarations["id_parcel"].map(n_pixels)
-    # A parcel outside every tile has no pixel count: it is not "too small", it has no imagery.
-    declarations["monitorable"] = declarations["n_pixels"].isna() | (declarations["n_pixels"] >= MIN_PIXELS)
-
-    ruleset = load_ruleset(config.campaign, config.region)
-    window = ruleset.activity_window
-    # Verdicts that need the whole activity window wait for its end during the season.
-    as_of = min(datetime.now(UTC).date(), config.end)
-    context = _context_key(ruleset, crop_model, as_of)
-    state = load_state(workdir)
-    fingerprints = declaration_fingerprints(declarations)
-    dirty = runs.dirty_items(engine, tiles, workdir=str(workdir))
-    dirty_tiles = set(dirty["tile"])
-    decided = set(current_decisions(engine, campaign=config.campaign)["id_parcel"])
-    redo = _parcels_to_redecide(state, context, fingerprints, tile_of, dirty_tiles, decided)
-    result.redecided = len(redo)
-    rlog.info(
-        "re-deciding %d of %d parcels (tiles with new slots: %s)",
-        len(redo),
-        len(parcels),
-        sorted(dirty_tiles),
-    )
-
-    sub_decl = declarations[declarations["id_parcel"].astype(str).isin(set(redo))]
-    evidence, decisions = pd.DataFrame(), pd.DataFrame()
-    result.series = pd.DataFrame(columns=["parcel_id", "date", "valid"])
-    if len(sub_decl):
-        with _Timer(timings, "markers"):
-            work: list[tuple[str | None, list[str]]] = []
-            ids = sub_decl["id_parcel"].astype(str).drop_duplicates()
-            tile_by_id = tile_of.reindex(ids.to_numpy())
-            for t in sorted(set(tile_by_id.dropna())):
-                work.append(
-                    (str(workdir / "series" / f"{t}.zarr"), ids[(tile_by_id == t).to_numpy()].tolist())
+        sub_decl = declarations[declarations["id_parcel"].astype(str).isin(set(redo))]
+        evidence, decisions = pd.DataFrame(), pd.DataFrame()
+        result.series = pd.DataFrame(columns=["parcel_id", "date", "valid"])
+        if len(sub_decl):
+            with _Timer(timings, "markers"):
+                work: list[tuple[str | None, list[str]]] = []
+                ids = sub_decl["id_parcel"].astype(str).drop_duplicates()
+                tile_by_id = tile_of.reindex(ids.to_numpy())
+                for t in sorted(set(tile_by_id.dropna())):
+                    work.append(
+                        (str(workdir / "series" / f"{t}.zarr"), ids[(tile_by_id == t).to_numpy()].tolist())
+                    )
+                outside = ids[tile_by_id.isna().to_numpy()].tolist()
+                if outside:
+                    work.append((None, outside))
+                evidence, result.series = gather_evidence(
+                    client,
+                    work,
+                    sub_decl,
+                    crop_model,
+                    season=(window.start.isoformat(), window.end.isoformat()),
+                    min_valid_fraction=config.min_valid_fraction,
+                    keep_series=config.keep_series,
+                    workers=config.workers,
+                    max_chunk=config.markers_chunk,
+                    progress=lambda done, total: progress("markers", done, total),
                 )
-            outside = ids[tile_by_id.isna().to_numpy()].tolist()
-            if outside:
-                work.append((None, outside))
-            evidence, result.series = gather_evidence(
-                client,
-                work,
-                sub_decl,
-                crop_model,
-                season=(window.start.isoformat(), window.end.isoformat()),
-                min_valid_fraction=config.min_valid_fraction,
-                keep_series=config.keep_series,
-                workers=config.workers,
-                max_chunk=config.markers_chunk,
-                progress=lambda done, total: progress("markers", done, total),
+            cluster_scope.close()  # the workers are not needed past this point
+            fault_point("after", "markers")
+            with _Timer(timings, "decide"):
+                classes = getattr(crop_model, "classes", None)
+                decisions = decide(sub_decl, evidence, ruleset, model_classes=classes, as_of=as_of)
+
+        # ---- review queue ----------------------------------------------------------------------
+        with _Timer(timings, "review"):
+            sync_declarations(engine, parcels, run_id=run_id)
+            result.sync = (
+                sync_decisions(engine, decisions, run_id=run_id)
+                if len(decisions)
+                else SyncSummary(0, 0, 0, 0, 0, 0)
             )
-        release_cluster()  # the workers are not needed past this point
-        fault_point("after", "markers")
-        with _Timer(timings, "decide"):
-            classes = getattr(crop_model, "classes", None)
-            decisions = decide(sub_decl, evidence, ruleset, model_classes=classes, as_of=as_of)
-
-    # ---- review queue ----------------------------------------------------------------------
-    with _Timer(timings, "review"):
-        sync_declarations(engine, parcels, run_id=run_id)
-        result.sync = (
-            sync_decisions(engine, decisions, run_id=run_id)
-            if len(decisions)
-            else SyncSummary(0, 0, 0, 0, 0, 0)
+        fault_point("after", "sync")
+        new_state = state.merge(
+            context=context,
+            parcels=pd.Index(fingerprints.index),
+            fingerprints=fingerprints[fingerprints.index.isin(set(redo))],
+            evidence=evidence,
+            decisions=decisions,
         )
-    fault_point("after", "sync")
-    new_state = state.merge(
-        context=context,
-        parcels=pd.Index(fingerprints.index),
-        fingerprints=fingerprints[fingerprints.index.isin(set(redo))],
-        evidence=evidence,
-        decisions=decisions,
-    )
-    result.decisions, result.evidence = new_state.decisions, new_state.evidence
+        result.decisions, result.evidence = new_state.decisions, new_state.evidence
 
-    # Post-review steps (image chips for new cases, notification outbox delivery, ...): they see
-    # the synced queue; wired by the caller so this module stays free of their dependencies.
-    with _Timer(timings, "post"):
-        for step in post_steps:
-            step(result, engine)
+        # Post-review steps (image chips for new cases, notification outbox delivery, ...): they see
+        # the synced queue; wired by the caller so this module stays free of their dependencies.
+        with _Timer(timings, "post"):
+            for step in post_steps:
+                step(result, engine)
 
-    # ---- state and outputs -----------------------------------------------------------------
-    with _Timer(timings, "outputs"):
-        save_state(workdir, new_state)
-        fault_point("after", "state")
-        runs.mark_applied(engine, dirty_tiles, workdir=str(workdir))
-        if not result.decisions.empty:
-            result.outputs["flags"] = write_flags(result.decisions, parcels, workdir / "flags.gpkg")
-        if not loaded.rejects.empty:
-            rejects_path = workdir / "rejects.csv"
-            loaded.rejects.to_csv(rejects_path, index=False)
-            result.outputs["rejects"] = rejects_path
-    fault_point("after", "outputs")
-    return result
+        # ---- state and outputs -----------------------------------------------------------------
+        with _Timer(timings, "outputs"):
+            save_state(workdir, new_state)
+            fault_point("after", "state")
+            runs.mark_applied(engine, dirty_tiles, workdir=str(workdir))
+            if not result.decisions.empty:
+                result.outputs["flags"] = write_flags(result.decisions, parcels, workdir / "flags.gpkg")
+            if not loaded.rejects.empty:
+                rejects_path = workdir / "rejects.csv"
+                loaded.rejects.to_csv(rejects_path, index=False)
+                result.outputs["rejects"] = rejects_path
+        fault_point("after", "outputs")
+        return result
 
 
 def load_series(workdir: Path, *, min_valid_fraction: float = 0.5) -> pd.DataFrame:
