@@ -1,16 +1,18 @@
 """Opt-in crop classifier: the crop trees stacked with random-convolution features and a ridge head.
 
-Not the default of :func:`~s3tr.markers.crop.make_classifier`: on UCR Crop (5-fold CV, 2026-11-29) it reaches
-accuracy 0.784 (95 % CI 0.774-0.793; trees + isotonic 0.775), ECE 0.023 (0.027) and coverage at p >= 0.9 of
-0.468 (0.42), but the precision there is 0.9896, just under the 0.99 the control requires, and training on
-the 7,200 series takes 138 s on 2 cores. Usable as ``estimator=`` of
-:func:`~s3tr.markers.crop.train_crop_model` or ``make_estimator`` of
+Not the default of :func:`~s3tr.markers.crop.make_classifier`: on UCR Crop (nested 5-fold stratified CV,
+``benchmarks/quality.py --only ucr --stack``, 2026-11-29) it reaches accuracy 0.790 (95 % CI 0.780-0.799;
+trees + isotonic 0.775), ECE 0.014 (0.027) and coverage at p >= 0.9 of 0.491 (0.42), but the precision there
+is 0.987, under the 0.99 the control requires; training on the 7,200 series takes 256 s on 2 busy cores
+(load 4.5). Without the kernel heads (``kernels=False``): 0.784, ECE 0.023, coverage 0.468, precision
+0.9896. Usable as ``estimator=`` of :func:`~s3tr.markers.crop.train_crop_model` or ``make_estimator`` of
 :func:`~s3tr.markers.tuning.cross_validate_crop`.
 
-Fit: out-of-fold class scores of (a) extremely randomised trees on the whole feature vector and (b) a ridge
-regression on :class:`~s3tr.markers.rocket.RocketTransform` features of the raw day-of-season curves; a
-multinomial logistic regression on ``[log(p_trees + 0.01), ridge scores]`` turns them into calibrated
-probabilities; both base models are then refitted on all the data.
+Fit: out-of-fold class scores of (a) extremely randomised trees on the whole feature vector, (b) a ridge
+regression on :class:`~s3tr.markers.rocket.RocketTransform` features of the raw day-of-season curves and (c)
+two Gaussian-kernel ridge regressions, on the standardised feature vector and on the standardised raw curves;
+a multinomial logistic regression on ``[log(p_trees + 0.01), ridge scores, kernel scores]`` turns them into
+calibrated probabilities; the base models are then refitted on all the data.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ class RocketStackClassifier(ClassifierMixin, BaseEstimator):
         The trees.
     alpha
         Ridge penalty on the standardised convolution features.
+    kernels
+        Add the Gaussian-kernel ridge heads (they keep the training rows' standardised features: about 17 MB
+        on UCR Crop).
+    gamma_features, gamma_curves, kernel_alpha
+        Kernel ``exp(-gamma * mean squared difference of the standardised columns)`` of the feature-vector
+        and raw-curve heads, and their ridge penalty.
     c
         Inverse penalty of the stacking logistic regression.
     cv
@@ -58,6 +66,10 @@ class RocketStackClassifier(ClassifierMixin, BaseEstimator):
         n_estimators: int = 400,
         max_features: float = 0.1,
         alpha: float = 1000.0,
+        kernels: bool = True,
+        gamma_features: float = 0.5,
+        gamma_curves: float = 1.0,
+        kernel_alpha: float = 0.01,
         c: float = 0.1,
         cv: int = 5,
         n_jobs: int = 2,
@@ -67,6 +79,10 @@ class RocketStackClassifier(ClassifierMixin, BaseEstimator):
         self.n_estimators = n_estimators
         self.max_features = max_features
         self.alpha = alpha
+        self.kernels = kernels
+        self.gamma_features = gamma_features
+        self.gamma_curves = gamma_curves
+        self.kernel_alpha = kernel_alpha
         self.c = c
         self.cv = cv
         self.n_jobs = n_jobs
@@ -98,8 +114,16 @@ class RocketStackClassifier(ClassifierMixin, BaseEstimator):
         ]
         return ((np.hstack(blocks) - self.mean_) / self.scale_).astype(np.float32)
 
-    def _stack_input(self, trees: np.ndarray, ridge: np.ndarray) -> np.ndarray:
-        return np.hstack([np.log(trees + 0.01), ridge])
+    def _views(self, x: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        """The kernel heads' inputs (standardised feature vector, standardised raw curves) and gammas."""
+        if not self.kernels:
+            return []
+        z = (x - self.kmean_) / self.kscale_
+        curves = np.hstack([z[:, s : s + n] for s, n in self.curve_blocks])
+        return [(z, self.gamma_features), (curves, self.gamma_curves)]
+
+    def _stack_input(self, trees: np.ndarray, *scores: np.ndarray) -> np.ndarray:
+        return np.hstack([np.log(trees + 0.01), *scores])
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> RocketStackClassifier:
         """Fit on a feature matrix ``x`` (n, n_features) and labels ``y``."""
@@ -143,13 +167,36 @@ class RocketStackClassifier(ClassifierMixin, BaseEstimator):
         self.ridge_intercept_ = targets.mean(0)
         dual = self._solve(gram, targets - self.ridge_intercept_)
         self.ridge_coef_ = (f.T.astype(np.float64) @ dual).astype(np.float32)
+        del gram, f
 
-        self.stacker_ = LogisticRegression(C=self.c, max_iter=2000).fit(self._stack_input(trees, ridge), yi)
+        self.kmean_ = x.mean(0)
+        sd = x.std(0)
+        self.kscale_ = np.where(sd > 0, sd, 1.0)
+        self.kernel_train_, self.kernel_dual_, kernel_oof = [], [], []
+        for v, gamma in self._views(x):
+            # float32 as kept for prediction, so that fit and prediction see the same kernel.
+            v = v.astype(np.float32)
+            k = _rbf(v, v, gamma)
+            oof = np.zeros_like(targets)
+            for tr, te in folds:
+                mean = targets[tr].mean(0)
+                oof[te] = (
+                    k[np.ix_(te, tr)] @ self._solve(k[np.ix_(tr, tr)], targets[tr] - mean, self.kernel_alpha)
+                    + mean
+                )
+            kernel_oof.append(oof)
+            self.kernel_train_.append(v)
+            self.kernel_dual_.append(self._solve(k, targets - self.ridge_intercept_, self.kernel_alpha))
+            del k
+
+        z = self._stack_input(trees, ridge, *kernel_oof)
+        self.stacker_ = LogisticRegression(C=self.c, max_iter=2000).fit(z, yi)
         self.trees_ = self._trees(self.seed).fit(x, yi)
         return self
 
-    def _solve(self, gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-        factor = sl.cho_factor(gram + self.alpha * np.eye(gram.shape[0]), overwrite_a=False)
+    def _solve(self, gram: np.ndarray, rhs: np.ndarray, alpha: float | None = None) -> np.ndarray:
+        alpha = self.alpha if alpha is None else alpha
+        factor = sl.cho_factor(gram + alpha * np.eye(gram.shape[0]), overwrite_a=False)
         return sl.cho_solve(factor, rhs)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
@@ -157,8 +204,22 @@ class RocketStackClassifier(ClassifierMixin, BaseEstimator):
         x = np.asarray(x, dtype=float)
         trees = self.trees_.predict_proba(x)
         ridge = self._rocket(x).astype(np.float64) @ self.ridge_coef_ + self.ridge_intercept_
-        return self.stacker_.predict_proba(self._stack_input(trees, ridge))
+        kernel = [
+            _rbf(v, train, gamma) @ dual + self.ridge_intercept_
+            for (v, gamma), train, dual in zip(
+                self._views(x), self.kernel_train_, self.kernel_dual_, strict=True
+            )
+        ]
+        return self.stacker_.predict_proba(self._stack_input(trees, ridge, *kernel))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Most probable class of each row."""
         return self.classes_[self.predict_proba(x).argmax(1)]
+
+
+def _rbf(a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
+    """Gaussian kernel ``exp(-gamma * mean over columns of (a_i - b_j)**2)``, (len(a), len(b)) float64."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+    return np.exp(-gamma * np.maximum(d, 0.0) / a.shape[1])

@@ -67,3 +67,28 @@ def test_stacked_classifier_trains_saves_and_predicts(tmp_path):
     assert (pred.set_index("parcel_id")["predicted"] == truth).mean() >= 0.9
     assert pred["probability"].between(0.5, 1.0).all()
     np.testing.assert_allclose(pred["probability"] + pred["second_probability"], 1.0, atol=1e-9)
+
+
+def test_gaussian_kernel_heads_separate_and_feed_the_stack():
+    from s3tr.markers.stack import RocketStackClassifier, _rbf
+
+    xtr, ytr = _two_shapes(60, 6)
+    xte, yte = _two_shapes(60, 7)
+    k = _rbf(xtr, xtr, 1.0)
+    np.testing.assert_allclose(np.diag(k), 1.0, atol=1e-9)
+    np.testing.assert_allclose(k, k.T, atol=1e-12)
+    assert (k > 0).all() and (k <= 1 + 1e-12).all()
+
+    with_k = RocketStackClassifier(n_estimators=30, cv=3, n_jobs=1).fit(xtr, ytr)
+    without = RocketStackClassifier(n_estimators=30, cv=3, n_jobs=1, kernels=False).fit(xtr, ytr)
+    # Stack input: log tree probabilities, ridge scores, one score block per kernel head (2 classes each).
+    assert with_k.stacker_.n_features_in_ == 8 and without.stacker_.n_features_in_ == 4
+    # Each kernel head alone already tells the two phenologies apart on new series.
+    for (v, gamma), train, dual in zip(
+        with_k._views(xte), with_k.kernel_train_, with_k.kernel_dual_, strict=True
+    ):
+        scores = _rbf(v, train, gamma) @ dual + with_k.ridge_intercept_
+        assert (with_k.classes_[scores.argmax(1)] == yte).mean() >= 0.9
+    proba = with_k.predict_proba(xte)
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-9)
+    assert (with_k.predict(xte) == yte).mean() >= 0.9
