@@ -663,6 +663,7 @@ def _run(
                     workers=config.workers,
                     max_chunk=config.markers_chunk,
                     progress=lambda done, total: progress("markers", done, total),
+                    release=cluster_scope.close,
                 )
             cluster_scope.close()  # the workers are not needed past this point
             fault_point("after", "markers")
