@@ -259,12 +259,20 @@ def crop_train(
     labels: Annotated[Path, typer.Option(help="Labels table: parcel_id, label.")],
     model: Annotated[Path, typer.Option(help="Where to write the model.")],
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    classifier: Annotated[
+        str,
+        typer.Option(
+            help="stack (trees + random convolutions + kernel ridge, stacked: the more accurate), trees "
+            "(calibrated extremely randomised trees: smaller, linear memory) or auto (the stack up to "
+            "10,000 training rows)."
+        ),
+    ] = "auto",
 ) -> None:
     """Train a calibrated crop classifier."""
     from s3tr.markers import run_crop_train
 
     try:
-        run_crop_train(timeseries, labels, model, seed=seed)
+        run_crop_train(timeseries, labels, model, seed=seed, classifier=classifier)
     except S3trError as exc:
         raise _fail(exc) from exc
     out.print(f"model written to {model}")

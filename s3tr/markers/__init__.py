@@ -258,12 +258,18 @@ def run_mowing(
 
 
 def run_crop_train(
-    ts_path: str | Path, labels_path: str | Path, model_path: str | Path, *, seed: int = 0
+    ts_path: str | Path,
+    labels_path: str | Path,
+    model_path: str | Path,
+    *,
+    seed: int = 0,
+    classifier: str = "auto",
 ) -> CropModel:
     """``s3tr markers crop train``: train on ``parcel_id, label`` and save model + card to ``model_path``.
 
     An optional ``group`` column in the labels (e.g. the parcel of each pixel, or the farm) keeps the
     calibration folds from splitting a group. Labels naming unknown parcels are reported and skipped.
+    ``classifier`` is that of :func:`~s3tr.markers.crop.train_crop_model`.
     """
     table = read_timeseries(ts_path)
     labels_path = Path(labels_path)
@@ -279,6 +285,7 @@ def run_crop_train(
         name=Path(model_path).stem,
         training_data=f"{ts_path} + {labels_path}",
         groups=groups,
+        classifier=classifier,
     )
     model.save(model_path)
     return model

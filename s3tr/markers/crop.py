@@ -4,9 +4,12 @@ Features do not depend on the calendar year: every series is placed on a *day of
 the season start of its own year), each index is interpolated linearly over the clear dates onto fixed
 bins (``bin_days`` apart), then we add a smoothed copy, its first and second differences, multi-scale slopes,
 the running integral and phenology metrics (peak value and day, green-up and senescence days at half
-amplitude, integral, percentiles, steepest rise and fall). Extremely randomised trees classify these; their
-probabilities are calibrated by cross-validation
-(:class:`sklearn.calibration.CalibratedClassifierCV`), so that ``probability >= 0.9`` means what it says.
+amplitude, integral, percentiles, steepest rise and fall). Two classifiers read these, both calibrated so
+that ``probability >= 0.9`` means what it says: extremely randomised trees with probabilities calibrated by
+cross-validation (:class:`sklearn.calibration.CalibratedClassifierCV`, :func:`make_classifier`), and those
+trees stacked with random-convolution and kernel ridge heads by a logistic regression
+(:class:`~s3tr.markers.stack.RocketStackClassifier`, the default of :func:`train_crop_model` for training
+sets up to :data:`STACK_MAX_ROWS` rows).
 
 A saved model is two files: ``<name>.joblib`` (the fitted estimator and feature configuration) and
 ``<name>.json`` (the model card: training data, metrics, date, code version, feature list); loading checks
@@ -30,7 +33,9 @@ from s3tr.errors import S3trError
 from s3tr.markers.table import MarkerInputError, iter_series, season_bounds
 
 __all__ = [
+    "CLASSIFIERS",
     "FORMAT_VERSION",
+    "STACK_MAX_ROWS",
     "CropFeatureConfig",
     "CropModel",
     "CropModelError",
@@ -253,12 +258,12 @@ def make_classifier(
     expected calibration error from about 0.10 (raw trees, under-confident) to 0.027 and accuracy from 0.761
     to 0.775; 5 calibration folds beat 3 (0.770, ECE 0.037). Tried and dropped: gradient boosting (as
     accurate, 20-30x slower on 24 classes), random-kernel (ROCKET-like) features with logistic regression
-    (0.725), training-time shifts of the series by +-8 days (0.761), and stacking these trees with
+    (0.725) and training-time shifts of the series by +-8 days (0.761). Stacking these trees with
     MultiRocket-style features (:mod:`s3tr.markers.rocket`) + ridge and two Gaussian-kernel ridge heads
-    through a logistic regression (opt-in :class:`s3tr.markers.stack.RocketStackClassifier`; nested 5-fold
-    CV: accuracy 0.790, ECE 0.014, coverage at p >= 0.9 0.491 with precision there 0.987, short of the
-    0.80 / 0.99 / 0.5 goals; 189 s per fold fit, 256 s on all 7,200 series under load;
-    ``benchmarks/crop_stack.py``, ``benchmarks/quality.py --stack``).
+    through a logistic regression does better (:class:`s3tr.markers.stack.RocketStackClassifier`; nested
+    5-fold CV: accuracy 0.790, ECE 0.014, coverage at p >= 0.9 0.491 with precision there 0.987;
+    ``benchmarks/crop_stack.py``, ``benchmarks/quality.py``): :func:`train_crop_model` uses it up to
+    :data:`STACK_MAX_ROWS` training rows and these trees beyond (their memory grows linearly).
 
     ``ensemble=False`` keeps one forest fitted on all data (calibrated on out-of-fold predictions):
     ``cv`` times smaller on disk, for models shipped in the repository.
@@ -397,6 +402,27 @@ def _code_version() -> str:
     return str(getattr(s3tr, "__version__", "unknown"))
 
 
+#: Classifier choices of :func:`train_crop_model` (and ``s3tr markers crop train --classifier``).
+CLASSIFIERS = ("auto", "stack", "trees")
+#: Largest training set for which ``classifier="auto"`` picks the stack: its dual (kernel) ridge heads hold
+#: n x n float64 matrices, a few alive at once while fitting (peak 2.5 GB at 7,200 rows, about 5 GB at
+#: 10,000).
+STACK_MAX_ROWS = 10_000
+
+
+def _choose_classifier(classifier: str, n_rows: int) -> str:
+    if classifier not in CLASSIFIERS:
+        raise MarkerInputError(f"unknown classifier {classifier!r}; choose one of {', '.join(CLASSIFIERS)}")
+    if classifier != "auto":
+        return classifier
+    if n_rows > STACK_MAX_ROWS:
+        logger.info(
+            "%d training rows > %d: extremely randomised trees instead of the stack", n_rows, STACK_MAX_ROWS
+        )
+        return "trees"
+    return "stack"
+
+
 def train_crop_model(
     table: pd.DataFrame,
     labels: pd.DataFrame,
@@ -407,6 +433,7 @@ def train_crop_model(
     name: str = "crop",
     training_data: str = "",
     groups: pd.Series | None = None,
+    classifier: str = "auto",
 ) -> CropModel:
     """Train a calibrated crop classifier.
 
@@ -429,6 +456,12 @@ def train_crop_model(
         Optional ``parcel_id -> group`` (e.g. the parcel of a pixel, or the farm): the calibration folds of
         the default classifier then never split a group, so that near-duplicates do not make it
         over-confident.
+    classifier
+        Used when ``estimator`` is None: ``"stack"`` (:class:`~s3tr.markers.stack.RocketStackClassifier`, the
+        more accurate and better calibrated), ``"trees"`` (:func:`make_classifier`: smaller on disk, and its
+        memory grows linearly with the training rows) or ``"auto"``: the stack up to
+        :data:`STACK_MAX_ROWS` training rows, the trees beyond (the stack's kernel matrices grow with the
+        square of the rows).
 
     Raises
     ------
@@ -469,16 +502,23 @@ def train_crop_model(
     y = lab["label"].to_numpy()
     if estimator is not None:
         est = estimator
-    elif groups is not None:
-        from sklearn.model_selection import StratifiedGroupKFold
-
-        g = groups.reindex(lab["parcel_id"]).fillna("?").astype(str).to_numpy()
-        n_folds = int(min(5, counts.min(), len(set(g))))
-        folds = list(StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(x, y, g))
-        est = make_classifier(seed=seed, cv=folds)
     else:
-        # Calibration needs every class in every fold: fewer folds when the rarest class is small.
-        est = make_classifier(seed=seed, cv=int(min(5, counts.min())))
+        if groups is not None:
+            from sklearn.model_selection import StratifiedGroupKFold
+
+            g = groups.reindex(lab["parcel_id"]).fillna("?").astype(str).to_numpy()
+            n_folds = int(min(5, counts.min(), len(set(g))))
+            cv: Any = list(StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(x, y, g))
+        else:
+            # Calibration needs every class in every fold: fewer folds when the rarest class is small.
+            cv = int(min(5, counts.min()))
+        kind = _choose_classifier(classifier, len(y))
+        if kind == "stack":
+            from s3tr.markers.stack import RocketStackClassifier
+
+            est = RocketStackClassifier.for_config(cfg, seed=seed, cv=cv)
+        else:
+            est = make_classifier(seed=seed, cv=cv)
     est.fit(x, y)
     today = _dt.date.today().isoformat()
     card = {

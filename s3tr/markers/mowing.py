@@ -501,11 +501,13 @@ def fit_scorer(
     *,
     features: tuple[str, ...] = CANDIDATE_FEATURES,
     c: float = 1.0,
+    sample_weight: np.ndarray | None = None,
 ) -> MowingScorer:
     """Fit a :class:`MowingScorer` (L2 logistic regression) on labelled candidates.
 
     ``labels`` is bool per candidate row: True when a true mowing date falls in
-    ``[start - 10 d, end + 10 d]``.
+    ``[start - 10 d, end + 10 d]``. ``sample_weight`` (one per row, default all 1) weighs the rows in the
+    fit; :func:`s3tr.markers.tuning.fit_mowing_params` uses it to weigh the falls of never-mowed seasons.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -513,7 +515,7 @@ def fit_scorer(
     mean = x.mean(axis=0)
     scale = np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
     lr = LogisticRegression(C=c, max_iter=2000)
-    lr.fit((x - mean) / scale, np.asarray(labels, dtype=bool))
+    lr.fit((x - mean) / scale, np.asarray(labels, dtype=bool), sample_weight=sample_weight)
     return MowingScorer(
         features=tuple(features),
         mean=tuple(float(m) for m in mean),

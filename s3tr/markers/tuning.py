@@ -38,6 +38,7 @@ __all__ = [
     "cross_validate_mowing",
     "fit_mowing_params",
     "label_candidates",
+    "negative_season_weights",
     "restrict_columns",
 ]
 
@@ -134,19 +135,41 @@ def _fast_events(
     return ev
 
 
-def _fit_scorers(cands: pd.DataFrame, y: np.ndarray, base: MowingParams, c: float) -> MowingParams:
+def _fit_scorers(
+    cands: pd.DataFrame, y: np.ndarray, base: MowingParams, c: float, weight: np.ndarray | None = None
+) -> MowingParams:
     """``base`` with its three scorers fitted on labelled candidates (kept where too few rows have data)."""
     scorers = {}
     for name, feats in (("ndvi", NDVI_FEATURES), ("indices", INDEX_FEATURES), ("bands", BAND_FEATURES)):
         known = cands[list(feats)].notna().all(axis=1).to_numpy()
         scorers[name] = (
-            fit_scorer(cands[known], y[known], features=feats, c=c)
+            fit_scorer(
+                cands[known],
+                y[known],
+                features=feats,
+                c=c,
+                sample_weight=None if weight is None else weight[known],
+            )
             if known.sum() > 20
             else getattr(base, f"scorer_{name}")
         )
     return base.with_(
         scorer_ndvi=scorers["ndvi"], scorer_indices=scorers["indices"], scorer_bands=scorers["bands"]
     )
+
+
+def negative_season_weights(cands: pd.DataFrame, truth: pd.DataFrame, weight: float) -> np.ndarray | None:
+    """Fit weight of each candidate: ``weight`` for those of plot-years with no true mowing, else 1.
+
+    A false event on a never-mowed season turns the whole season wrong (and season balanced accuracy counts
+    each of the few never-mowed seasons several times more than a mowed one), while a false fall on a mowed
+    season costs one event; weighing the never-mowed seasons' falls up says so to the scorer. ``None``
+    (no weighting) when ``weight`` is 1.
+    """
+    if weight == 1.0:
+        return None
+    unmown = ~cands["parcel_id"].isin(set(truth["parcel_id"])).to_numpy()
+    return np.where(unmown, float(weight), 1.0)
 
 
 def _out_of_fold_scores(
@@ -158,6 +181,7 @@ def _out_of_fold_scores(
     c: float,
     n_splits: int,
     seed: int,
+    weight: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Each prepared parcel's candidate scores from scorers fitted without its site (grouped k-fold)."""
     from sklearn.model_selection import GroupKFold
@@ -170,7 +194,7 @@ def _out_of_fold_scores(
         pids, groups=groups
     ):
         rows = cands["parcel_id"].isin(set(pids[train])).to_numpy()
-        params = _fit_scorers(cands[rows], y[rows], base, c)
+        params = _fit_scorers(cands[rows], y[rows], base, c, None if weight is None else weight[rows])
         for k in test:
             scores[k] = _score(prepared[k][3], params)
     return scores
@@ -189,6 +213,7 @@ def fit_mowing_params(
     sites: pd.Series | None = None,
     inner_splits: int = 0,
     seed: int = 0,
+    negative_weight: float = 1.0,
 ) -> tuple[MowingParams, dict[str, float]]:
     """Fit the scorers on ``table``'s parcels and choose the thresholds and separation there.
 
@@ -198,17 +223,20 @@ def fit_mowing_params(
     (``parcel_id -> site``) and ``inner_splits >= 2`` the thresholds are chosen on out-of-fold scores of an
     inner split grouped by site rather than on the scores of the parcels the scorers were fitted on (which
     are over-confident); on the Slovak set this changed the grouped-CV figures by less than their noise
-    (event F1 0.817 against 0.821), hence off by default. Returns the parameters (scorers fitted on all of
-    ``table``) and the scores of the chosen setting on ``table`` (out-of-fold with the inner split).
+    (event F1 0.817 against 0.821), hence off by default. ``negative_weight`` weighs the candidates of
+    never-mowed plot-years in the scorers' fit (:func:`negative_season_weights`; 1 = unweighted, the
+    shipped fit). Returns the parameters (scorers fitted on all of ``table``) and the scores of the chosen
+    setting on ``table`` (out-of-fold with the inner split).
     """
     base = base or MowingParams()
     cands = candidate_table(table, params=base)
     y = label_candidates(cands, truth)
-    params = _fit_scorers(cands, y, base, c)
+    weight = negative_season_weights(cands, truth, negative_weight)
+    params = _fit_scorers(cands, y, base, c, weight)
     parcels = table["parcel_id"].unique().tolist()
     prepared = _prepare(table, params)
     scores = (
-        _out_of_fold_scores(prepared, cands, y, sites, base, c, inner_splits, seed)
+        _out_of_fold_scores(prepared, cands, y, sites, base, c, inner_splits, seed, weight)
         if sites is not None and inner_splits >= 2
         else None
     )
@@ -243,6 +271,7 @@ def cross_validate_mowing(
     parcel_thresholds: Sequence[float | None] = (None,),
     objective: str = "f1",
     inner_splits: int = 0,
+    negative_weight: float = 1.0,
 ) -> dict[str, object]:
     """Grouped k-fold estimate of the robust detector (fit and threshold chosen inside each fold).
 
@@ -260,6 +289,8 @@ def cross_validate_mowing(
     thresholds, separations, parcel_thresholds, objective, inner_splits
         The grid searched inside each fold, what it maximises, and the inner split (grouped by site) whose
         out-of-fold scores it is chosen on (below 2: in-sample scores); see :func:`fit_mowing_params`.
+    negative_weight
+        Fit weight of the candidates of never-mowed plot-years (:func:`negative_season_weights`).
 
     Returns
     -------
@@ -289,6 +320,7 @@ def cross_validate_mowing(
             sites=sites,
             inner_splits=inner_splits,
             seed=seed,
+            negative_weight=negative_weight,
         )
         ev = _events_for(table[table["parcel_id"].isin(te_p)], params)
         events.append(ev)

@@ -16,7 +16,7 @@ from s3tr.markers.crop import (
     make_classifier,
     train_crop_model,
 )
-from s3tr.markers.table import normalize_timeseries
+from s3tr.markers.table import MarkerInputError, normalize_timeseries
 
 
 def _crops(n_per: int = 15, seed: int = 0, year: int = 2022) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -157,3 +157,48 @@ def test_rare_classes_are_dropped_or_use_fewer_folds(caplog):
     model = train_crop_model(normalize_timeseries(table), labels, seed=0)
     assert "rare" not in model.classes and "three" in model.classes
     assert "dropped" in caplog.text
+
+
+def test_classifier_choice_stack_by_default_trees_on_request_or_when_large(tmp_path, monkeypatch, caplog):
+    from s3tr.markers import crop as crop_module
+    from s3tr.markers.stack import RocketStackClassifier
+
+    table, labels = _crops(n_per=5)
+    table.to_csv(tmp_path / "ts.csv", index=False)
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    stack = run_crop_train(tmp_path / "ts.csv", tmp_path / "labels.csv", tmp_path / "s.joblib")
+    trees = run_crop_train(
+        tmp_path / "ts.csv", tmp_path / "labels.csv", tmp_path / "t.joblib", classifier="trees"
+    )
+    assert isinstance(CropModel.load(tmp_path / "s.joblib").estimator, RocketStackClassifier)
+    assert "CalibratedClassifierCV" in trees.card["estimator"]
+    for model in (stack, trees):
+        pred = model.predict(normalize_timeseries(table)).set_index("parcel_id")["predicted"]
+        assert (pred == labels.set_index("parcel_id")["label"].reindex(pred.index)).mean() >= 0.9
+
+    # "auto" falls back to the trees when the stack's n x n matrices would be too large.
+    monkeypatch.setattr(crop_module, "STACK_MAX_ROWS", 10)
+    caplog.set_level("INFO", logger="s3tr.markers.crop")
+    auto = train_crop_model(normalize_timeseries(table), labels, seed=0)
+    assert "CalibratedClassifierCV" in auto.card["estimator"] and "instead of the stack" in caplog.text
+    with pytest.raises(MarkerInputError, match="unknown classifier 'forest'"):
+        train_crop_model(normalize_timeseries(table), labels, classifier="forest")
+
+
+def test_stack_out_of_fold_scores_never_split_a_group():
+    from s3tr.markers.stack import RocketStackClassifier
+
+    table, labels = _crops(n_per=6)
+    # Four "pixels" per parcel: near-duplicates that must stay on one side of every out-of-fold split.
+    pixels = pd.concat([table.assign(parcel_id=table["parcel_id"] + f"#{k}") for k in range(4)])
+    pix_labels = pd.concat([labels.assign(parcel_id=labels["parcel_id"] + f"#{k}") for k in range(4)])
+    groups = pd.Series(
+        pix_labels["parcel_id"].str.split("#").str[0].to_numpy(), index=pix_labels["parcel_id"]
+    )
+    model = train_crop_model(normalize_timeseries(pixels), pix_labels, groups=groups, classifier="stack")
+    parcel_of_row = np.array([p.split("#")[0] for p in pix_labels["parcel_id"]])
+    folds = model.estimator.cv  # the explicit grouped splits the stack's out-of-fold scores used
+    assert len(folds) == 5
+    for tr, te in folds:
+        assert not set(parcel_of_row[tr]) & set(parcel_of_row[te])
+    assert isinstance(model.estimator, RocketStackClassifier)

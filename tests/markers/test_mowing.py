@@ -4,9 +4,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from s3tr.markers.mowing import MowingParams, detect_mowing, mowing_marker, season_evidence
+from s3tr.markers.mowing import (
+    CANDIDATE_FEATURES,
+    MowingParams,
+    candidate_table,
+    detect_mowing,
+    fit_scorer,
+    mowing_marker,
+    season_evidence,
+)
 from s3tr.markers.table import normalize_timeseries
-from s3tr.markers.tuning import _fast_events, _prepare
+from s3tr.markers.tuning import _fast_events, _prepare, label_candidates, negative_season_weights
 
 
 def test_clear_mowing_found_with_right_interval(make_grass):
@@ -96,3 +104,35 @@ def test_tuning_fast_path_gives_the_marker_events(make_grass):
     ):
         fast = _fast_events(_prepare(t, p), p)
         assert fast.equals(mowing_marker(t, params=p).events), p
+
+
+def test_negative_season_weights_weigh_only_never_mowed_plot_years():
+    cands = pd.DataFrame({"parcel_id": ["mown", "mown", "idle", "idle", "idle"]})
+    truth = pd.DataFrame({"parcel_id": ["mown"], "date": ["2023-06-01"]})
+    assert negative_season_weights(cands, truth, 1.0) is None
+    assert negative_season_weights(cands, truth, 3.0).tolist() == [1.0, 1.0, 3.0, 3.0, 3.0]
+
+
+def test_weighting_never_mowed_falls_lowers_their_scores(make_grass):
+    # Mown parcels with weak and strong cuts, and never-mown parcels with cut-like falls (as grazing gives):
+    # a heavier weight on the latter must push their scores down relative to the unweighted fit.
+    raw = [make_grass(f"m{k}", mowings=("2023-06-10", "2023-08-15"), seed=k) for k in range(6)]
+    raw += [
+        make_grass(f"w{k}", mowings=("2023-07-01",), drop=0.15, noise=0.03, seed=10 + k) for k in range(3)
+    ]
+    raw += [make_grass(f"g{k}", mowings=("2023-07-20",), drop=0.2, noise=0.02, seed=20 + k) for k in range(4)]
+    t = normalize_timeseries(pd.concat(raw))
+    truth = pd.DataFrame(
+        [(f"m{k}", d) for k in range(6) for d in ("2023-06-10", "2023-08-15")]
+        + [(f"w{k}", "2023-07-01") for k in range(3)],
+        columns=["parcel_id", "date"],
+    )
+    cands = candidate_table(t)
+    y = label_candidates(cands, truth)
+    feats = ("pre", "low", "drop", "step", "regrowth")
+    plain = fit_scorer(cands, y, features=feats)
+    heavy = fit_scorer(cands, y, features=feats, sample_weight=negative_season_weights(cands, truth, 5.0))
+    x = cands[list(CANDIDATE_FEATURES)].to_numpy(float)
+    idle = cands["parcel_id"].str.startswith("g").to_numpy()
+    assert idle.any() and y.any()
+    assert heavy.score(x)[idle].mean() < plain.score(x)[idle].mean()
