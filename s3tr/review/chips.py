@@ -33,7 +33,10 @@ import io
 import json
 import logging
 import math
+import os
+import threading
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
@@ -55,6 +58,7 @@ from s3tr.errors import S3trError
 from s3tr.extract.store import _SLOT, SeriesStore
 from s3tr.extract.table import DEFAULT_MIN_VALID_FRACTION
 from s3tr.grid import Grid
+from s3tr.imagery._reader import filter_acquisitions
 from s3tr.imagery.base import Acquisition, ImagerySource
 from s3tr.review.database import db_url_for, make_engine
 from s3tr.review.models import ACTIVE_STATES, Case, Decision, Declaration
@@ -361,15 +365,26 @@ def _write_if_changed(path: Path, data: dict[str, Any]) -> bool:
     return True
 
 
-def _acquisitions_on(
-    source: ImagerySource,
-    day: date,
-    bbox: tuple[float, float, float, float],
-    cache: dict[date, list[Acquisition]],
-) -> list[Acquisition]:
-    if day not in cache:
-        cache[day] = source.list_acquisitions(start=day, end=day, bbox=bbox)
-    return cache[day]
+class _Listing:
+    """The source and its acquisitions of each day, listed once and shared by the parcels' threads.
+
+    A day is listed over ``bounds`` (all the parcels' WGS84 box) and each parcel keeps the acquisitions
+    over its own box: listing per parcel would ask a remote catalogue once per parcel and date, and a list
+    made for the first parcel's box would miss the tiles of parcels elsewhere.
+    """
+
+    def __init__(self, source: ImagerySource, bounds: tuple[float, float, float, float] | None) -> None:
+        self.source = source
+        self.bounds = bounds
+        self._days: dict[date, list[Acquisition]] = {}
+        self._lock = threading.Lock()
+
+    def on(self, day: date, bbox: tuple[float, float, float, float]) -> list[Acquisition]:
+        # Under the lock: a remote catalogue is asked once per day, not once per thread.
+        with self._lock:
+            if day not in self._days:
+                self._days[day] = self.source.list_acquisitions(start=day, end=day, bbox=self.bounds)
+        return filter_acquisitions(self._days[day], bbox=bbox)
 
 
 def _cut(
@@ -390,6 +405,24 @@ def _cut(
     if scl is None:
         scl = np.where(np.isnan(values).any(axis=0), 0, 4).astype(np.uint8)
     return window, values, np.asarray(scl), outline
+
+
+def _wgs84_bounds(parcels: Sequence[_Parcel]) -> tuple[float, float, float, float] | None:
+    """``(west, south, east, north)`` of all the parcels, or None when none has a geometry."""
+    boxes = []
+    for p in parcels:
+        if p.geometry.is_empty:
+            continue
+        box = p.geometry.bounds
+        if p.crs.upper() not in ("EPSG:4326", "OGC:CRS84"):
+            tr = _transformer(str(p.crs), "EPSG:4326")
+            xs, ys = tr.transform([box[0], box[2], box[0], box[2]], [box[1], box[1], box[3], box[3]])
+            box = (min(xs), min(ys), max(xs), max(ys))
+        boxes.append(box)
+    if not boxes:
+        return None
+    b = np.asarray(boxes, dtype=float)
+    return (float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max()))
 
 
 def _clear_dates_by_parcel(workdir: Path, wanted: set[str]) -> dict[str, list[date]]:
@@ -439,6 +472,7 @@ def write_case_chips(
     ruleset: Any = None,
     margin_m: float = 60.0,
     max_events: int = 4,
+    workers: int | None = None,
 ) -> ChipsResult:
     """Cut the image chips of every parcel with an active case (see the module docstring).
 
@@ -458,6 +492,8 @@ def write_case_chips(
         Metres of imagery kept around the parcel's bounding box.
     max_events
         Only the latest ``max_events`` events of a parcel get their before/after chips.
+    workers
+        Parcels cut at once (threads; default the number of cores, at most 4).
 
     Returns
     -------
@@ -474,28 +510,39 @@ def write_case_chips(
         engine.dispose()
     result = ChipsResult(parcels=len(parcels))
     summary: dict[str, Any] = {}
-    listing: dict[date, list[Acquisition]] = {}
+    listing = _Listing(source, _wgs84_bounds(parcels))
     clear = _clear_dates_by_parcel(workdir, {p.id_parcel for p in parcels})
-    for parcel in parcels:
+
+    def one(parcel: _Parcel) -> tuple[dict[str, Any] | None, ChipsResult]:
+        # Each parcel counts into its own result: the threads never share a counter.
+        counts = ChipsResult()
         try:
             entry = _parcel_chips(
                 workdir,
-                source,
                 parcel,
                 clear.get(parcel.id_parcel, []),
                 communes or {},
                 margin_m,
                 max_events,
                 listing,
-                result,
+                counts,
             )
         except (S3trError, OSError, ValueError) as exc:
             # one bad parcel (corrupt raster, odd geometry) must not stop the others
             logger.warning("no chips for parcel %s: %s", parcel.id_parcel, exc)
-            result.problems.append((parcel.id_parcel, f"{type(exc).__name__}: {exc}"))
-            continue
-        if entry is not None:
-            summary[parcel.id_parcel] = entry
+            counts.problems.append((parcel.id_parcel, f"{type(exc).__name__}: {exc}"))
+            entry = None
+        return entry, counts
+
+    # Parcels in parallel: a chip is a few small COG reads and two PNG encodings, and both GDAL and zlib
+    # release the GIL (demo: 806 parcels, 17.9 s in turn on 2 cores). ``map`` keeps the parcels' order.
+    with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
+        for parcel, (entry, counts) in zip(parcels, pool.map(one, parcels), strict=True):
+            result.written += counts.written
+            result.kept += counts.kept
+            result.problems += counts.problems
+            if entry is not None:
+                summary[parcel.id_parcel] = entry
     _write_if_changed(root / _INDEX, {"parcels": summary})
     logger.info(
         "chips: %d parcels, %d written, %d kept, %d problems",
@@ -509,15 +556,15 @@ def write_case_chips(
 
 def _parcel_chips(
     workdir: Path,
-    source: ImagerySource,
     parcel: _Parcel,
     clear: list[date],
     communes: dict[str, str],
     margin_m: float,
     max_events: int,
-    listing: dict[date, list[Acquisition]],
+    listing: _Listing,
     result: ChipsResult,
 ) -> dict[str, Any] | None:
+    source = listing.source
     if parcel.geometry.is_empty:
         result.problems.append((parcel.id_parcel, "the declaration has no geometry"))
         return None
@@ -536,7 +583,7 @@ def _parcel_chips(
     chips: list[dict[str, Any]] = []
     tile: str | None = None
     for day, role in wanted:
-        acqs = _acquisitions_on(source, day, bbox, listing)  # type: ignore[arg-type]
+        acqs = listing.on(day, bbox)  # type: ignore[arg-type]
         if tile is not None:
             # keep one tile per parcel, so every chip shares the same frame
             acqs = sorted(acqs, key=lambda a: a.tile != tile)
@@ -546,7 +593,8 @@ def _parcel_chips(
         acq = acqs[0]
         tile = tile or acq.tile
         names = {k: f"{day.isoformat()}_{acq.tile}_{k}.png" for k in CHIP_KINDS}
-        if all((folder / n).is_file() for n in names.values()) and (folder / _INDEX).is_file():
+        known = all((folder / n).is_file() for n in names.values()) and (folder / _INDEX).is_file()
+        if known:
             cut = None
             georef = _known_georef(folder, names["truecolor"])
             if georef is None:
@@ -554,6 +602,9 @@ def _parcel_chips(
         else:
             cut = _cut(source, acq, geom, margin_m)
             georef = None
+            if cut is None:
+                result.problems.append((parcel.id_parcel, f"acquisition {acq.id} does not cover the parcel"))
+                continue
         if cut is not None:
             window, values, scl, outline = cut
             georef = _georef(window, outline)

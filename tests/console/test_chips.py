@@ -16,7 +16,16 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from s3tr.demo.runner import demo_run_config
-from s3tr.review.chips import _ndvi_png, chips_dir, chips_for_run, key_dates, read_chip_index
+from s3tr.imagery._reader import acquisition_bbox
+from s3tr.imagery.local import LocalStacSource
+from s3tr.review.chips import (
+    _Listing,
+    _ndvi_png,
+    chips_dir,
+    chips_for_run,
+    key_dates,
+    read_chip_index,
+)
 from s3tr.review.database import db_url_for, make_engine
 from s3tr.review.models import ACTIVE_STATES, Case, Declaration
 
@@ -145,3 +154,30 @@ def test_ndvi_colours_go_from_soil_to_vegetation() -> None:
     assert dense[1] > dense[0] and dense[1] > dense[2]  # green
     assert missing[3] == 0 and dense[3] == 255  # no data is transparent
     assert sparse[1] > soil[1]
+
+
+class _CountingSource(LocalStacSource):
+    """The real local STAC source, counting the catalogue listings it is asked for."""
+
+    def __init__(self, catalog: Path) -> None:
+        super().__init__(catalog)
+        self.listings = 0
+
+    def list_acquisitions(self, **kwargs: object) -> list:  # type: ignore[override]
+        self.listings += 1
+        return super().list_acquisitions(**kwargs)
+
+
+def test_a_day_is_listed_once_and_each_parcel_keeps_the_tiles_over_it(console_season: Path) -> None:
+    source = _CountingSource(console_season / "stac" / "catalog.json")
+    acq = source.list_acquisitions()[0]
+    west, south, east, north = acquisition_bbox(acq)
+    x, y = (west + east) / 2, (south + north) / 2
+    inside = (x, y, x + 0.001, y + 0.001)
+    elsewhere = (east + 1.0, north + 1.0, east + 1.01, north + 1.01)  # a parcel on another tile
+    listing = _Listing(source, (west, south, east + 1.01, north + 1.01))
+    asked = source.listings
+    # The parcel elsewhere asks first: the day's list must still serve the parcel inside the tile.
+    assert listing.on(acq.date, elsewhere) == []
+    assert acq in listing.on(acq.date, inside)
+    assert source.listings == asked + 1
