@@ -147,7 +147,9 @@ class RocketStackClassifier(ClassifierMixin, BaseEstimator):
 
         trees = np.zeros((len(y), len(self.classes_)))
         for k, (tr, te) in enumerate(folds):
-            trees[te] = self._trees(self.seed + k).fit(x[tr], yi[tr]).predict_proba(x[te])
+            fold = self._trees(self.seed + k).fit(x[tr], yi[tr])
+            # Grouped splits can leave a rare class out of a fold's training rows: its column stays 0.
+            trees[np.ix_(te, fold.classes_)] = fold.predict_proba(x[te])
 
         # The transform is unsupervised (biases are quantiles of the series): fitted once on all rows.
         self.rockets_ = [

@@ -202,3 +202,22 @@ def test_stack_out_of_fold_scores_never_split_a_group():
     for tr, te in folds:
         assert not set(parcel_of_row[tr]) & set(parcel_of_row[te])
     assert isinstance(model.estimator, RocketStackClassifier)
+
+
+def test_stack_trains_when_a_class_lies_in_one_group_only():
+    from s3tr.markers.stack import RocketStackClassifier
+
+    table, labels = _crops(n_per=6)
+    # Three "pixels" of one parcel make a class of their own: grouped splits leave it out of some folds.
+    solo = table[table["parcel_id"] == "grass0_2022"]
+    pixels = pd.concat([table, *[solo.assign(parcel_id=f"solo#{k}") for k in range(3)]])
+    pix_labels = pd.concat(
+        [labels, pd.DataFrame({"parcel_id": [f"solo#{k}" for k in range(3)], "label": "solo"})]
+    )
+    groups = pd.Series(
+        pix_labels["parcel_id"].str.split("#").str[0].to_numpy(), index=pix_labels["parcel_id"]
+    )
+    model = train_crop_model(normalize_timeseries(pixels), pix_labels, groups=groups, classifier="stack")
+    assert isinstance(model.estimator, RocketStackClassifier) and "solo" in model.classes
+    proba = model.predict_proba_features(build_features(normalize_timeseries(table)))
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-9)
