@@ -92,3 +92,15 @@ def test_gaussian_kernel_heads_separate_and_feed_the_stack():
     proba = with_k.predict_proba(xte)
     np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-9)
     assert (with_k.predict(xte) == yte).mean() >= 0.9
+
+
+def test_prediction_by_blocks_equals_prediction_at_once(monkeypatch):
+    from s3tr.markers import stack
+    from s3tr.markers.stack import RocketStackClassifier
+
+    xtr, ytr = _two_shapes(60, 8)
+    xte, _ = _two_shapes(60, 9)
+    clf = RocketStackClassifier(n_estimators=30, cv=3, n_jobs=1).fit(xtr, ytr)
+    whole = clf.predict_proba(xte)
+    monkeypatch.setattr(stack, "_PREDICT_BLOCK", 7)  # 60 rows: 8 full blocks and a remainder of 4
+    np.testing.assert_allclose(clf.predict_proba(xte), whole, rtol=0, atol=1e-12)
