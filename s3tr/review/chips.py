@@ -447,7 +447,8 @@ def _clear_dates_by_parcel(workdir: Path, wanted: set[str]) -> dict[str, list[da
         if not rows:
             continue
         for _key, (_v, entry) in sorted(store._latest(_SLOT).items()):
-            with xr.open_zarr(entry, consolidated=False) as slot:
+            # No dask (chunks=None): a few hundred rows of two small arrays; dask's graph costs more.
+            with xr.open_dataset(entry, engine="zarr", consolidated=False, chunks=None) as slot:
                 here = [i for i in rows if i < slot.sizes["parcel"]]  # parcels added later: not seen
                 if not here:
                     continue
