@@ -405,14 +405,18 @@ def _code_version() -> str:
 #: Classifier choices of :func:`train_crop_model` (and ``s3tr markers crop train --classifier``).
 CLASSIFIERS = ("auto", "stack", "trees")
 #: Largest training set for which ``classifier="auto"`` picks the stack: its dual (kernel) ridge heads hold
-#: n x n float64 matrices, a few alive at once while fitting (peak 2.5 GB at 7,200 rows, about 5 GB at
-#: 10,000).
+#: n x n float64 matrices, a few alive at once while fitting (peak 2.5 GB measured at 7,200 rows; about
+#: 5 GB expected at 10,000, as the square of the rows).
 STACK_MAX_ROWS = 10_000
 
 
-def _choose_classifier(classifier: str, n_rows: int) -> str:
+def _check_classifier(classifier: str) -> None:
     if classifier not in CLASSIFIERS:
         raise MarkerInputError(f"unknown classifier {classifier!r}; choose one of {', '.join(CLASSIFIERS)}")
+
+
+def _choose_classifier(classifier: str, n_rows: int) -> str:
+    _check_classifier(classifier)
     if classifier != "auto":
         return classifier
     if n_rows > STACK_MAX_ROWS:
@@ -468,6 +472,7 @@ def train_crop_model(
     MarkerInputError
         When ``labels`` lacks ``parcel_id``/``label`` or fewer than two classes remain.
     """
+    _check_classifier(classifier)  # before the features are built: a typo fails at once
     cfg = config or CropFeatureConfig()
     cols = {c.lower(): c for c in labels.columns}
     if "parcel_id" not in cols or "label" not in cols:
