@@ -405,8 +405,8 @@ def _code_version() -> str:
 #: Classifier choices of :func:`train_crop_model` (and ``s3tr markers crop train --classifier``).
 CLASSIFIERS = ("auto", "stack", "trees")
 #: Largest training set for which ``classifier="auto"`` picks the stack: its dual (kernel) ridge heads hold
-#: n x n float64 matrices, a few alive at once while fitting (peak 2.5 GB measured at 7,200 rows; about
-#: 5 GB expected at 10,000, as the square of the rows).
+#: n x n float64 matrices, a few alive at once while fitting (peak RSS measured through the CLI: 2.5 GB at
+#: 7,200 rows, 4.7 GB at 10,000).
 STACK_MAX_ROWS = 10_000
 
 
