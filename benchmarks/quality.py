@@ -37,7 +37,6 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +45,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from s3tr.markers.crop import CropFeatureConfig, make_classifier, train_crop_model  # noqa: E402
+from s3tr.markers.crop import CropFeatureConfig, classifier_for, train_crop_model  # noqa: E402
 from s3tr.markers.datasets import load_slovak_mowing, load_tempcnn, load_ucr_crop  # noqa: E402
 from s3tr.markers.evaluate import evaluate_crop, evaluate_mowing  # noqa: E402
 from s3tr.markers.mowing import MowingParams, mowing_marker  # noqa: E402
@@ -137,15 +136,6 @@ def mowing(root: Path, *, quick: bool, refit: bool) -> None:
         print("  ", params.scorer_ndvi)
 
 
-def _classifier_factory(classifier: str) -> Callable[[int], object]:
-    """``seed -> unfitted classifier`` of ``train_crop_model(classifier=...)`` on the default features."""
-    if classifier == "stack":
-        from s3tr.markers.stack import RocketStackClassifier
-
-        return lambda s: RocketStackClassifier.for_config(CropFeatureConfig(), seed=s)
-    return lambda s: make_classifier(seed=s)
-
-
 def crop_ucr(root: Path, *, quick: bool, classifier: str = "stack") -> None:
     print(f"== Crop: UCR Crop (train split, 46 NDVI dates 8 days apart from 1 January), {classifier}")
     table, labels = load_ucr_crop(root / "ucr_crop")
@@ -155,7 +145,8 @@ def crop_ucr(root: Path, *, quick: bool, classifier: str = "stack") -> None:
         labels = keep
     folds = 3 if quick else 5
     t0 = time.perf_counter()
-    r = cross_validate_crop(table, labels, n_splits=folds, make_estimator=_classifier_factory(classifier))
+    make = lambda s: classifier_for(classifier, seed=s)  # noqa: E731
+    r = cross_validate_crop(table, labels, n_splits=folds, make_estimator=make)
     ci = r["accuracy_ci95"]
     print(
         f"   {len(labels)} series, {folds}-fold stratified CV: {_fmt(r, CROP_KEYS)}  "

@@ -40,6 +40,7 @@ __all__ = [
     "CropModel",
     "CropModelError",
     "build_features",
+    "classifier_for",
     "homogeneity",
     "make_classifier",
     "train_crop_model",
@@ -410,6 +411,20 @@ CLASSIFIERS = ("auto", "stack", "trees")
 STACK_MAX_ROWS = 10_000
 
 
+def classifier_for(kind: str, *, config: CropFeatureConfig | None = None, seed: int = 0, cv: Any = 5) -> Any:
+    """The unfitted classifier ``kind`` (``"stack"`` or ``"trees"``) for features of ``config``.
+
+    ``cv``: folds of its out-of-fold scores or calibration (a number, or explicit ``(train, test)`` splits).
+    """
+    if kind == "stack":
+        from s3tr.markers.stack import RocketStackClassifier
+
+        return RocketStackClassifier.for_config(config or CropFeatureConfig(), seed=seed, cv=cv)
+    if kind == "trees":
+        return make_classifier(seed=seed, cv=cv)
+    raise MarkerInputError(f"unknown classifier {kind!r}; choose stack or trees")
+
+
 def _check_classifier(classifier: str) -> None:
     if classifier not in CLASSIFIERS:
         raise MarkerInputError(f"unknown classifier {classifier!r}; choose one of {', '.join(CLASSIFIERS)}")
@@ -517,13 +532,7 @@ def train_crop_model(
         else:
             # Calibration needs every class in every fold: fewer folds when the rarest class is small.
             cv = int(min(5, counts.min()))
-        kind = _choose_classifier(classifier, len(y))
-        if kind == "stack":
-            from s3tr.markers.stack import RocketStackClassifier
-
-            est = RocketStackClassifier.for_config(cfg, seed=seed, cv=cv)
-        else:
-            est = make_classifier(seed=seed, cv=cv)
+        est = classifier_for(_choose_classifier(classifier, len(y)), config=cfg, seed=seed, cv=cv)
     est.fit(x, y)
     today = _dt.date.today().isoformat()
     card = {
