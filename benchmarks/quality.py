@@ -21,6 +21,13 @@ Data: ``../shared/data`` or ``$S3TR_REALDATA``.
   line is optimistic; chosen inside each fold by an inner grouped CV, the weighting gave event F1
   0.806/0.810/0.801 and season balanced accuracy 0.792/0.826/0.836 (seeds 0/1/2; shipped: 0.820/0.810/0.815
   and 0.800/0.800/0.809), hence off by default.
+- Mowing, Slovak survey plots (``grassland_mowing/train``, 238 plot-years with a series, 3 regions): never
+  used to fit anything, so an out-of-sample check of the shipped detector (the Sen4CAP-like baseline beside
+  it). Sentinel-2 values there are one pixel per plot, not a polygon mean. Then whether the plots'
+  Sentinel-1 series (backscatter VV/VH, the two coherence bands) tell true candidates from false ones: the
+  ROC AUC of each S1 change around a candidate (mean over ``[start, end + 12 d]`` minus mean over the 36 days
+  before), beside the AUC of the shipped S2 score, and a logistic regression on the S2 score's logit plus
+  the S1 changes, cross-validated by region.
 - Crop, UCR Crop (7,200 series, 24 classes): stratified k-fold CV of the classifier that
   ``s3tr markers crop train`` uses (``--classifier stack``, the default: trees + random-convolution ridge +
   Gaussian-kernel ridge heads, logistic stack; about 16 minutes on 2 cores) or of the calibrated trees
@@ -46,14 +53,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from s3tr.markers.crop import CropFeatureConfig, classifier_for, train_crop_model  # noqa: E402
-from s3tr.markers.datasets import load_slovak_mowing, load_tempcnn, load_ucr_crop  # noqa: E402
+from s3tr.markers.datasets import load_gmi_mowing, load_slovak_mowing, load_tempcnn, load_ucr_crop  # noqa: E402
 from s3tr.markers.evaluate import evaluate_crop, evaluate_mowing  # noqa: E402
-from s3tr.markers.mowing import MowingParams, mowing_marker  # noqa: E402
+from s3tr.markers.mowing import CANDIDATE_FEATURES, MowingParams, candidate_table, mowing_marker  # noqa: E402
 from s3tr.markers.tuning import (  # noqa: E402
     PARCEL_THRESHOLDS,
     cross_validate_crop,
     cross_validate_mowing,
     fit_mowing_params,
+    label_candidates,
+    restrict_columns,
 )
 
 
@@ -134,6 +143,66 @@ def mowing(root: Path, *, quick: bool, refit: bool) -> None:
         print("  ", params.scorer_bands)
         print("  ", params.scorer_indices)
         print("  ", params.scorer_ndvi)
+
+
+def mowing_survey(root: Path) -> None:
+    print("== Mowing: Slovak survey plots (grassland_mowing/train, one S2 pixel per plot), tolerance 10 days")
+    ds = load_gmi_mowing(root / "grassland_mowing", sentinel1=True)
+    pids = ds.table["parcel_id"].unique().tolist()
+    truth = ds.truth[ds.truth["parcel_id"].isin(set(pids))]
+    print(
+        f"   {len(pids)} plot-years, {ds.sites.nunique()} regions, {len(truth)} true mowings; never fitted on"
+    )
+    for name, table, params in (
+        ("baseline (Sen4CAP-like, DESIGN.md)", ds.table, MowingParams(method="baseline")),
+        ("ours, shipped params, bands", ds.table, MowingParams()),
+        ("ours, shipped params, indices", restrict_columns(ds.table, "indices"), MowingParams()),
+        ("ours, shipped params, NDVI only", restrict_columns(ds.table, "ndvi"), MowingParams()),
+    ):
+        ev = mowing_marker(table, params=params).events
+        print(f"   {name:38s} {_fmt(evaluate_mowing(ev, truth, pids), MOW_KEYS)}")
+    sentinel1_check(ds, truth)
+
+
+def sentinel1_check(ds, truth: pd.DataFrame) -> None:
+    """Do S1 changes around the S2 candidates add to the S2 score? (ROC AUC, candidate level)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+
+    cands = candidate_table(ds.table)
+    label = label_candidates(cands, truth)
+    s2 = MowingParams().scorer_bands.score(cands[list(CANDIDATE_FEATURES)].to_numpy(float))
+    cols = ["vv", "vh", "coherence_b1", "coherence_b2"]
+    series = {p: g for p, g in ds.sentinel1.groupby("parcel_id")}
+    rows = []
+    for p, start, end in zip(cands["parcel_id"], cands["start"], cands["end"], strict=True):
+        g = series.get(p)
+        before = (
+            g[(g["date"] < start) & (g["date"] >= start - pd.Timedelta(days=36))] if g is not None else None
+        )
+        after = (
+            g[(g["date"] >= start) & (g["date"] <= end + pd.Timedelta(days=12))] if g is not None else None
+        )
+        ok = g is not None and len(before) and len(after)
+        rows.append([after[c].mean() - before[c].mean() if ok else np.nan for c in cols])
+    s1 = pd.DataFrame(rows, columns=cols)
+    keep = s1.notna().all(axis=1).to_numpy()
+    y = label[keep]
+    aucs = "  ".join(f"{c}={roc_auc_score(y, s1[c][keep]):.3f}" for c in cols)
+    print(
+        f"   S1 check, {keep.sum()} candidates ({y.mean():.2f} true): "
+        f"ROC AUC S2 score={roc_auc_score(y, s2[keep]):.3f}"
+    )
+    print(f"   {'':10s} S1 changes alone: {aucs}")
+    logit = np.log(np.clip(s2[keep], 1e-6, 1 - 1e-6) / np.clip(1 - s2[keep], 1e-6, 1))[:, None]
+    groups = ds.sites.reindex(cands["parcel_id"][keep]).to_numpy()
+    both = np.hstack([logit, (s1[keep] - s1[keep].mean()) / s1[keep].std()])
+    for name, x in (("S2 score", logit), ("S2 score + S1", both)):
+        p = cross_val_predict(
+            LogisticRegression(), x, y, groups=groups, cv=GroupKFold(3), method="predict_proba"
+        )
+        print(f"   {'':10s} {name:14s} by-region CV ROC AUC {roc_auc_score(y, p[:, 1]):.3f}")
 
 
 def crop_ucr(root: Path, *, quick: bool, classifier: str = "stack") -> None:
@@ -217,6 +286,7 @@ def main() -> None:
     t0 = time.perf_counter()
     if args.only in (None, "mowing"):
         mowing(root, quick=args.quick, refit=args.refit)
+        mowing_survey(root)
     if args.only in (None, "ucr"):
         crop_ucr(root, quick=args.quick, classifier=args.classifier)
     if args.only in (None, "tempcnn"):
