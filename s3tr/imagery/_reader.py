@@ -384,6 +384,17 @@ class StacItemReader:
     def _read_one(
         self, acquisition: Acquisition, band: str, target: Grid, out: np.ndarray | None = None
     ) -> tuple[np.ndarray, ScaleOffset]:
+        (values,), so = self._read_targets(acquisition, band, [target], [out])
+        return values, so
+
+    def _read_targets(
+        self,
+        acquisition: Acquisition,
+        band: str,
+        targets: Sequence[Grid],
+        outs: Sequence[np.ndarray | None],
+    ) -> tuple[list[np.ndarray], ScaleOffset]:
+        """``band`` on each of ``targets`` (windows of the acquisition grid), the file opened once."""
         item = self._item(acquisition)
         key, asset, bidx = find_asset(item, band)
         categorical = band == "SCL"
@@ -392,22 +403,26 @@ class StacItemReader:
         href = self._href(item, key, asset)
         expected = asset_grid(item, asset)
 
-        def attempt(number: int) -> np.ndarray:
+        def attempt(number: int) -> list[np.ndarray]:
             try:
                 with rasterio.Env(**self._gdal_options_for(href, number)), rasterio.open(href) as ds:
-                    self._check_raster(ds, item, key, href, expected, target, bidx)
+                    # The targets are windows of one acquisition grid: one CRS, checked once.
+                    self._check_raster(ds, item, key, href, expected, targets[0], bidx)
                     nodata = so.nodata if so.nodata is not None else ds.nodatavals[bidx - 1]
                     try:
-                        values = read_onto_grid(
-                            ds,
-                            bidx,
-                            target,
-                            nodata=nodata,
-                            categorical=categorical,
-                            scale=so.scale,
-                            offset=so.offset,
-                            out=None if categorical else out,
-                        )
+                        return [
+                            read_onto_grid(
+                                ds,
+                                bidx,
+                                target,
+                                nodata=nodata,
+                                categorical=categorical,
+                                scale=so.scale,
+                                offset=so.offset,
+                                out=None if categorical else out,
+                            )
+                            for target, out in zip(targets, outs, strict=True)
+                        ]
                     except ValueError as exc:
                         raise imagery_read_error(
                             "raster cannot be aligned with the acquisition grid",
@@ -416,7 +431,6 @@ class StacItemReader:
                             path=href,
                             hint=str(exc),
                         ) from exc
-                    return values
             except ImageryReadError:
                 raise
             except (rasterio.errors.RasterioError, OSError, RuntimeError, ValueError) as exc:
@@ -582,3 +596,48 @@ class StacItemReader:
         data, scl = self._read_bands(acquisition, names, target, with_scl=True)
         assert scl is not None
         return self._to_dataarray(acquisition, names, data, target), scl
+
+    def read_windows_with_scl(
+        self, acquisition: Acquisition, bands: Sequence[str], grids: Sequence[Grid]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Reflectance and SCL of many small windows of one acquisition, each file opened once.
+
+        For image chips: opening a COG costs more than decoding a 30 x 30 pixel window of it, so the
+        windows of all the parcels that want this acquisition are read through one opened file per band.
+
+        Parameters
+        ----------
+        acquisition
+            The acquisition to read.
+        bands
+            Distinct reflectance bands (canonical or alias names; not SCL).
+        grids
+            Windows of ``acquisition.grid``.
+
+        Returns
+        -------
+        list of (numpy.ndarray, numpy.ndarray)
+            Per window, in order: float32 ``(band, y, x)`` reflectance (NaN where nodata) and the uint8
+            SCL ``(y, x)``; the same values as :meth:`read_with_scl` window by window.
+
+        Raises
+        ------
+        ImageryReadError
+            As :meth:`read`; one unreadable file fails the whole call.
+        GridMismatchError
+            A grid is not a window of the acquisition grid.
+        """
+        names = [band_name(b) for b in bands]
+        if "SCL" in names or len(set(names)) != len(names):
+            raise ValueError(f"bands must be distinct reflectance bands, got {list(bands)}")
+        if not grids:
+            return []
+        targets = [self._target(acquisition, g) for g in grids]
+        planes = [empty_planes((len(names), *t.shape), np.float32) for t in targets]
+        for i, band in enumerate(names):
+            values, _ = self._read_targets(acquisition, band, targets, [p[i] for p in planes])
+            for p, v in zip(planes, values, strict=True):
+                if v is not p[i]:  # a subclass that ignores ``out``
+                    p[i] = v
+        scl, _ = self._read_targets(acquisition, "SCL", targets, [None] * len(targets))
+        return [(p, c.astype(np.uint8, copy=False)) for p, c in zip(planes, scl, strict=True)]

@@ -22,9 +22,10 @@ the latest clear acquisition. They are written with a JSON index under
 
 Chips keep the native 20 m pixels (the browser scales them up): a 300 m parcel gives a chip of
 about 25 x 25 pixels and 1-2 kB. A rerun rewrites nothing that exists: PNG files already present
-are kept, and index files are only rewritten when their content changes. One parcel that fails
-(no geometry, no imagery, unreadable raster) is recorded in :attr:`ChipsResult.problems`; the
-others go on.
+are kept, and index files are only rewritten when their content changes. The windows of all the
+parcels that want one acquisition are read together, each COG opened once. A parcel that fails (no
+geometry, no imagery) or an unreadable raster is recorded in :attr:`ChipsResult.problems`; the other
+parcels and the parcel's other dates go on.
 """
 
 from __future__ import annotations
@@ -366,7 +367,7 @@ def _write_if_changed(path: Path, data: dict[str, Any]) -> bool:
 
 
 class _Listing:
-    """The source and its acquisitions of each day, listed once and shared by the parcels' threads.
+    """The source and its acquisitions of each day, listed once for all the parcels.
 
     A day is listed over ``bounds`` (all the parcels' WGS84 box) and each parcel keeps the acquisitions
     over its own box: listing per parcel would ask a remote catalogue once per parcel and date, and a list
@@ -380,31 +381,55 @@ class _Listing:
         self._lock = threading.Lock()
 
     def on(self, day: date, bbox: tuple[float, float, float, float]) -> list[Acquisition]:
-        # Under the lock: a remote catalogue is asked once per day, not once per thread.
+        # Under the lock: a remote catalogue is asked once per day, whichever thread asks.
         with self._lock:
             if day not in self._days:
                 self._days[day] = self.source.list_acquisitions(start=day, end=day, bbox=self.bounds)
         return filter_acquisitions(self._days[day], bbox=bbox)
 
 
+_CHIP_BANDS = ("B04", "B03", "B02", "B08")
+
+
+def _outline_window(
+    acq: Acquisition, geom_wgs: BaseGeometry, margin_m: float
+) -> tuple[Grid, BaseGeometry] | None:
+    """The window of ``acq`` around the parcel (None when it does not cover it) and the outline in its CRS."""
+    to_grid = _transformer("EPSG:4326", str(acq.grid.crs))
+    outline = shapely.transform(geom_wgs, lambda xy: np.column_stack(to_grid.transform(xy[:, 0], xy[:, 1])))
+    window = _window_grid(acq.grid, outline.bounds, margin_m)
+    return None if window is None else (window, outline)
+
+
+def _read_windows(
+    source: Any, acq: Acquisition, windows: Sequence[Grid]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Reflectance (4, h, w) B04 B03 B02 B08 and SCL of each window (each file opened once if possible)."""
+    if hasattr(source, "read_windows_with_scl"):
+        return source.read_windows_with_scl(acq, _CHIP_BANDS, windows)
+    out = []
+    for window in windows:
+        if hasattr(source, "read_with_scl"):
+            data, scl = source.read_with_scl(acq, _CHIP_BANDS, grid=window)
+        else:
+            data, scl = source.read(acq, _CHIP_BANDS, grid=window), None
+        values = np.asarray(data.values, dtype=np.float32)
+        if scl is None:
+            scl = np.where(np.isnan(values).any(axis=0), 0, 4).astype(np.uint8)
+        out.append((values, np.asarray(scl)))
+    return out
+
+
 def _cut(
     source: Any, acq: Acquisition, geom_wgs: BaseGeometry, margin_m: float
 ) -> tuple[Grid, np.ndarray, np.ndarray, BaseGeometry] | None:
     """Read a window around the parcel: (window grid, reflectance (4, h, w) B04 B03 B02 B08, SCL, outline)."""
-    to_grid = _transformer("EPSG:4326", str(acq.grid.crs))
-    outline = shapely.transform(geom_wgs, lambda xy: np.column_stack(to_grid.transform(xy[:, 0], xy[:, 1])))
-    window = _window_grid(acq.grid, outline.bounds, margin_m)
-    if window is None:
+    framed = _outline_window(acq, geom_wgs, margin_m)
+    if framed is None:
         return None
-    bands = ["B04", "B03", "B02", "B08"]
-    if hasattr(source, "read_with_scl"):
-        data, scl = source.read_with_scl(acq, bands, grid=window)
-    else:
-        data, scl = source.read(acq, bands, grid=window), None
-    values = np.asarray(data.values, dtype=np.float32)
-    if scl is None:
-        scl = np.where(np.isnan(values).any(axis=0), 0, 4).astype(np.uint8)
-    return window, values, np.asarray(scl), outline
+    window, outline = framed
+    ((values, scl),) = _read_windows(source, acq, [window])
+    return window, values, scl, outline
 
 
 def _wgs84_bounds(parcels: Sequence[_Parcel]) -> tuple[float, float, float, float] | None:
@@ -494,7 +519,7 @@ def write_case_chips(
     max_events
         Only the latest ``max_events`` events of a parcel get their before/after chips.
     workers
-        Parcels cut at once (threads; default the number of cores, at most 4).
+        Acquisitions cut at once (threads; default the number of cores, at most 4).
 
     Returns
     -------
@@ -514,37 +539,39 @@ def write_case_chips(
     listing = _Listing(source, _wgs84_bounds(parcels))
     clear = _clear_dates_by_parcel(workdir, {p.id_parcel for p in parcels})
 
-    def one(parcel: _Parcel) -> tuple[dict[str, Any] | None, ChipsResult]:
-        # Each parcel counts into its own result: the threads never share a counter.
-        counts = ChipsResult()
+    # Three passes, so that each COG is opened once per acquisition rather than once per chip:
+    # plan every parcel's key dates, read the windows of all the parcels that want an acquisition
+    # together, then write each parcel's index.
+    plans = []
+    for parcel in parcels:
+        if parcel.geometry.is_empty:
+            result.problems.append((parcel.id_parcel, "the declaration has no geometry"))
+            continue
         try:
-            entry = _parcel_chips(
-                workdir,
-                parcel,
-                clear.get(parcel.id_parcel, []),
-                communes or {},
-                margin_m,
-                max_events,
-                listing,
-                counts,
+            plan = _plan(
+                workdir, parcel, clear.get(parcel.id_parcel, []), margin_m, max_events, listing, result
             )
+            plans.append(plan)
         except (S3trError, OSError, ValueError) as exc:
-            # one bad parcel (corrupt raster, odd geometry) must not stop the others
+            # one bad parcel (odd geometry, unreadable fallback imagery) must not stop the others
             logger.warning("no chips for parcel %s: %s", parcel.id_parcel, exc)
-            counts.problems.append((parcel.id_parcel, f"{type(exc).__name__}: {exc}"))
-            entry = None
-        return entry, counts
+            result.problems.append((parcel.id_parcel, f"{type(exc).__name__}: {exc}"))
+    by_acquisition: dict[str, list[tuple[_Plan, _Shot]]] = {}
+    for plan in plans:
+        for shot in plan.shots:
+            if shot.georef is None:
+                by_acquisition.setdefault(shot.acq.id, []).append((plan, shot))
 
-    # Parcels in parallel: a chip is a few small COG reads and two PNG encodings. Much of it holds the GIL
-    # (opening the files above all), so the gain is modest: the demo's 806 parcels took 17-24 s with one
-    # worker and 14-19 s with two, on 2 noisy cores; more for a remote source. ``map`` keeps the order.
+    # Acquisitions in parallel: decoding and PNG encoding release the GIL, opening files mostly does not.
     with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
-        for parcel, (entry, counts) in zip(parcels, pool.map(one, parcels), strict=True):
+        for counts in pool.map(
+            lambda jobs: _cut_acquisition(listing.source, jobs, margin_m), by_acquisition.values()
+        ):
             result.written += counts.written
             result.kept += counts.kept
             result.problems += counts.problems
-            if entry is not None:
-                summary[parcel.id_parcel] = entry
+    for plan in plans:
+        summary[plan.parcel.id_parcel] = _write_parcel_index(plan, communes or {})
     _write_if_changed(root / _INDEX, {"parcels": summary})
     logger.info(
         "chips: %d parcels, %d written, %d kept, %d problems",
@@ -556,20 +583,36 @@ def write_case_chips(
     return result
 
 
-def _parcel_chips(
+@dataclass
+class _Shot:
+    """One key date of one parcel: its acquisition, file names and, once known, georeferencing."""
+
+    day: date
+    role: str
+    acq: Acquisition
+    names: dict[str, str]
+    georef: dict[str, Any] | None = None
+    clear_fraction: float | None = None
+
+
+@dataclass
+class _Plan:
+    parcel: _Parcel
+    geom: BaseGeometry  # WGS84
+    folder: Path
+    shots: list[_Shot]
+
+
+def _plan(
     workdir: Path,
     parcel: _Parcel,
     clear: list[date],
-    communes: dict[str, str],
     margin_m: float,
     max_events: int,
     listing: _Listing,
     result: ChipsResult,
-) -> dict[str, Any] | None:
-    source = listing.source
-    if parcel.geometry.is_empty:
-        result.problems.append((parcel.id_parcel, "the declaration has no geometry"))
-        return None
+) -> _Plan:
+    """The parcel's key dates and their acquisitions; chips already written keep their georeferencing."""
     geom = parcel.geometry
     if parcel.crs.upper() not in ("EPSG:4326", "OGC:CRS84"):
         tr = _transformer(str(parcel.crs), "EPSG:4326")
@@ -579,10 +622,11 @@ def _parcel_chips(
         wanted = key_dates(clear, parcel.events, max_events=max_events)
     else:
         # no series (e.g. a parcel too small to be extracted): the latest mostly clear acquisition
-        wanted = _latest_clear(source, geom, bbox, margin_m)
+        wanted = _latest_clear(listing.source, geom, bbox, margin_m)
     folder = parcel_chips_dir(workdir, parcel.id_parcel)
     folder.mkdir(parents=True, exist_ok=True)
-    chips: list[dict[str, Any]] = []
+    known = _known_chips(folder)
+    shots: list[_Shot] = []
     tile: str | None = None
     for day, role in wanted:
         acqs = listing.on(day, bbox)  # type: ignore[arg-type]
@@ -594,59 +638,79 @@ def _parcel_chips(
             continue
         acq = acqs[0]
         tile = tile or acq.tile
-        names = {k: f"{day.isoformat()}_{acq.tile}_{k}.png" for k in CHIP_KINDS}
-        known = all((folder / n).is_file() for n in names.values()) and (folder / _INDEX).is_file()
-        if known:
-            cut = None
-            georef = _known_georef(folder, names["truecolor"])
-            if georef is None:
-                cut = _cut(source, acq, geom, margin_m)
+        shot = _Shot(day, role, acq, {k: f"{day.isoformat()}_{acq.tile}_{k}.png" for k in CHIP_KINDS})
+        previous = known.get(shot.names["truecolor"])
+        if previous is not None and all((folder / n).is_file() for n in shot.names.values()):
+            shot.georef = _georef_of(previous)
+            shot.clear_fraction = previous.get("clear_fraction")
+        if shot.georef is not None:
+            result.kept += len(shot.names)
+        shots.append(shot)
+    return _Plan(parcel, geom, folder, shots)
+
+
+def _cut_acquisition(source: Any, jobs: list[tuple[_Plan, _Shot]], margin_m: float) -> ChipsResult:
+    """Cut and write the chips of every parcel that wants one acquisition (one open per file)."""
+    counts = ChipsResult()
+    acq = jobs[0][1].acq
+    framed = []
+    for plan, shot in jobs:
+        window = _outline_window(acq, plan.geom, margin_m)
+        if window is None:
+            counts.problems.append((plan.parcel.id_parcel, f"acquisition {acq.id} does not cover the parcel"))
         else:
-            cut = _cut(source, acq, geom, margin_m)
-            georef = None
-            if cut is None:
-                result.problems.append((parcel.id_parcel, f"acquisition {acq.id} does not cover the parcel"))
+            framed.append((plan, shot, *window))
+    try:
+        reads = _read_windows(source, acq, [w for _, _, w, _ in framed])
+    except (S3trError, OSError, ValueError) as exc:
+        # an unreadable acquisition costs its chips, not the parcels' other dates
+        logger.warning("no chips from %s: %s", acq.id, exc)
+        counts.problems += [(plan.parcel.id_parcel, f"{type(exc).__name__}: {exc}") for plan, *_ in framed]
+        return counts
+    for (plan, shot, window, outline), (values, scl) in zip(framed, reads, strict=True):
+        images = {
+            "truecolor": lambda v=values: _truecolor_png(v[:3]),
+            "ndvi": lambda v=values: _ndvi_png(_ndvi(v[0], v[3])),
+        }
+        for kind, name in shot.names.items():
+            path = plan.folder / name
+            if path.is_file():
+                counts.kept += 1
                 continue
-        if cut is not None:
-            window, values, scl, outline = cut
-            georef = _georef(window, outline)
-            images = {
-                "truecolor": lambda v=values: _truecolor_png(v[:3]),
-                "ndvi": lambda v=values: _ndvi_png(_ndvi(v[0], v[3])),
-            }
-            for kind, name in names.items():
-                path = folder / name
-                if path.is_file():
-                    result.kept += 1
-                    continue
-                path.write_bytes(images[kind]())
-                result.written += 1
-            clear_fraction = float(np.isin(scl, _CLEAR_SCL).mean()) if scl.size else 0.0
-        else:
-            result.kept += len(names)
-            clear_fraction = _known_field(folder, names["truecolor"], "clear_fraction")
-        for kind, name in names.items():
-            chips.append(
-                {
-                    "date": day.isoformat(),
-                    "kind": kind,
-                    "role": role,
-                    "file": name,
-                    "acquisition": acq.id,
-                    "clear_fraction": round(clear_fraction or 0.0, 3),
-                    **(georef or {}),
-                }
-            )
+            path.write_bytes(images[kind]())
+            counts.written += 1
+        shot.georef = _georef(window, outline)
+        shot.clear_fraction = float(np.isin(scl, _CLEAR_SCL).mean()) if scl.size else 0.0
+    return counts
+
+
+def _write_parcel_index(plan: _Plan, communes: dict[str, str]) -> dict[str, Any]:
+    """Write the parcel's index (the chips that exist) and return its entry in the run's index."""
+    chips = [
+        {
+            "date": shot.day.isoformat(),
+            "kind": kind,
+            "role": shot.role,
+            "file": name,
+            "acquisition": shot.acq.id,
+            "clear_fraction": round(shot.clear_fraction or 0.0, 3),
+            **shot.georef,
+        }
+        for shot in plan.shots
+        if shot.georef is not None
+        for kind, name in shot.names.items()
+    ]
+    pid = plan.parcel.id_parcel
     index = {
-        "id_parcel": parcel.id_parcel,
-        "campaign": parcel.campaign,
-        "commune": communes.get(parcel.id_parcel),
-        "outline": _round7(mapping(geom)),
-        "cases": parcel.cases,
+        "id_parcel": pid,
+        "campaign": plan.parcel.campaign,
+        "commune": communes.get(pid),
+        "outline": _round7(mapping(plan.geom)),
+        "cases": plan.parcel.cases,
         "chips": chips,
     }
-    _write_if_changed(folder / _INDEX, index)
-    return {"commune": communes.get(parcel.id_parcel), "chips": len(chips)}
+    _write_if_changed(plan.folder / _INDEX, index)
+    return {"commune": communes.get(pid), "chips": len(chips)}
 
 
 def _round7(geo: Any) -> Any:
@@ -663,25 +727,20 @@ def _ndvi(red: np.ndarray, nir: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(out), out, np.nan)
 
 
-def _known_chip(folder: Path, name: str) -> dict[str, Any] | None:
+_GEOREF_KEYS = ("crs", "bounds", "bounds_wgs84", "size", "lonlat_to_px", "px_to_lonlat", "outline_px")
+
+
+def _known_chips(folder: Path) -> dict[str, dict[str, Any]]:
+    """The chips of the parcel's existing index, by file name (empty when there is none)."""
     try:
         index = json.loads((folder / _INDEX).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    return next((c for c in index.get("chips", []) if c.get("file") == name), None)
+        return {}
+    return {c["file"]: c for c in index.get("chips", []) if isinstance(c, dict) and "file" in c}
 
 
-def _known_georef(folder: Path, name: str) -> dict[str, Any] | None:
-    chip = _known_chip(folder, name)
-    keys = ("crs", "bounds", "bounds_wgs84", "size", "lonlat_to_px", "px_to_lonlat", "outline_px")
-    if chip is None or any(k not in chip for k in keys):
-        return None
-    return {k: chip[k] for k in keys}
-
-
-def _known_field(folder: Path, name: str, key: str) -> Any:
-    chip = _known_chip(folder, name)
-    return None if chip is None else chip.get(key)
+def _georef_of(chip: dict[str, Any]) -> dict[str, Any] | None:
+    return {k: chip[k] for k in _GEOREF_KEYS} if all(k in chip for k in _GEOREF_KEYS) else None
 
 
 def _latest_clear(

@@ -181,3 +181,27 @@ def test_a_day_is_listed_once_and_each_parcel_keeps_the_tiles_over_it(console_se
     assert listing.on(acq.date, elsewhere) == []
     assert acq in listing.on(acq.date, inside)
     assert source.listings == asked + 1
+
+
+def test_an_unreadable_acquisition_costs_its_own_chips_only(
+    work: Path, console_season: Path, tmp_path: Path
+) -> None:
+    season = tmp_path / "demo"
+    shutil.copytree(console_season, season)
+    before = {pid: read_chip_index(work, pid) for pid in _active_parcels(work)}
+    used: dict[str, set[str]] = {}
+    for pid, index in before.items():
+        for chip in index["chips"]:  # type: ignore[index]
+            used.setdefault(chip["acquisition"], set()).add(pid)
+    # the acquisition with the most parcels, truncated as by an interrupted download
+    broken, victims = max(used.items(), key=lambda kv: len(kv[1]))
+    (cog,) = (season / "stac").rglob(f"{broken}/B04.tif")
+    cog.write_bytes(cog.read_bytes()[:2000])
+    shutil.rmtree(chips_dir(work))
+    result = chips_for_run(demo_run_config(season, workers=1), work)
+    assert {pid for pid, _ in result.problems} == victims
+    assert all("B04.tif" in reason for _, reason in result.problems)
+    for pid, index in before.items():
+        kept = [c for c in index["chips"] if c["acquisition"] != broken]  # type: ignore[index]
+        # every other date of every parcel is still cut, identical
+        assert read_chip_index(work, pid)["chips"] == kept  # type: ignore[index]

@@ -418,3 +418,24 @@ def test_block_mode_ties_go_to_the_first_pixel() -> None:
 
     blocks = np.array([[[4, 4, 9, 9], [9, 4, 4, 9], [3, 8, 8, 8], [5, 6, 7, 2]]], dtype=np.uint8)
     np.testing.assert_array_equal(block_mode(blocks), [[4, 9, 8, 5]])
+
+
+def test_windows_read_together_equal_reads_window_by_window(decimated_source: LocalStacSource) -> None:
+    (acq,) = decimated_source.list_acquisitions()
+    # inner windows of several sizes and one overlapping the raster's edge (nodata outside)
+    windows = [
+        acq.grid.window(10, 20, 7, 9),
+        acq.grid.window(300, 100, 31, 25),
+        acq.grid.window(540, 540, 20, 20),
+    ]
+    bands = ["B04", "B03", "B02", "B08"]
+    together = decimated_source.read_windows_with_scl(acq, bands, windows)
+    assert len(together) == len(windows)
+    for window, (values, scl) in zip(windows, together, strict=True):
+        da, scl_one = decimated_source.read_with_scl(acq, bands, grid=window)
+        assert values.dtype == np.float32 and values.shape == (4, *window.shape)
+        np.testing.assert_array_equal(values, da.values)
+        np.testing.assert_array_equal(scl, scl_one)
+    assert decimated_source.read_windows_with_scl(acq, bands, []) == []
+    with pytest.raises(ValueError, match="distinct reflectance bands"):
+        decimated_source.read_windows_with_scl(acq, ["B04", "SCL"], windows)
