@@ -134,6 +134,8 @@ def _now() -> datetime:
 
 
 def _json_safe(value: Any) -> Any:
+    if value is None or type(value) in (str, int, bool):  # most evidence values: the fast way out
+        return value
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -149,8 +151,13 @@ def _json_safe(value: Any) -> Any:
 
 def decision_fingerprint(flag: str, reasons: Sequence[str], evidence: dict[str, Any]) -> str:
     """SHA-256 of a decision's flag, reasons and evidence (canonical JSON): equal iff nothing changed."""
+    return _fingerprint(flag, reasons, _json_safe(evidence))
+
+
+def _fingerprint(flag: str, reasons: Sequence[str], safe_evidence: dict[str, Any]) -> str:
+    """:func:`decision_fingerprint` of evidence already passed through :func:`_json_safe`."""
     payload = json.dumps(
-        {"flag": str(flag), "reasons": list(reasons), "evidence": _json_safe(evidence)},
+        {"flag": str(flag), "reasons": list(reasons), "evidence": safe_evidence},
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
@@ -268,8 +275,7 @@ def _prepare(decisions: pd.DataFrame) -> pd.DataFrame:
         )
         df = df[~dupes]
     df["fingerprint"] = [
-        decision_fingerprint(f, r, e)
-        for f, r, e in zip(df["flag"], df["reasons"], df["evidence"], strict=True)
+        _fingerprint(f, r, e) for f, r, e in zip(df["flag"], df["reasons"], df["evidence"], strict=True)
     ]
     # a stable order keeps concurrent writers locking rows in the same order (fewer deadlocks)
     return df.sort_values(_KEY, kind="stable").reset_index(drop=True)
@@ -421,7 +427,9 @@ def _sync_campaign(
                 .all()
             )
         merged.loc[to_insert.index, "decision_id"] = returned
-        for row, new_id, (_, old) in zip(new_rows, returned, to_insert.iterrows(), strict=True):
+        # Records, not iterrows(): a Series per row cost a fifth of a first night's sync.
+        previous_rows = to_insert[["old_flag", "old_reasons"]].to_dict("records")
+        for row, new_id, old in zip(new_rows, returned, previous_rows, strict=True):
             audit.append(
                 _audit(
                     now,
