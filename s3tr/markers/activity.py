@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 from s3tr.markers.bare_soil import BareSoilParams, bare_soil_marker
 from s3tr.markers.mowing import MowingParams, mowing_marker
@@ -83,14 +84,40 @@ def _depression(d: np.ndarray, v: np.ndarray) -> float:
     """How far (NDVI) a 30-day running median sinks below the earlier peak (grazing, harvest by stages)."""
     if v.size < 4:
         return 0.0
-    t = d.astype(np.int64)
+    return float(
+        _depression_kernel(d.astype("datetime64[D]").astype(np.int64), np.asarray(v, dtype=np.float64))
+    )
+
+
+@njit(cache=True)
+def _depression_kernel(t: np.ndarray, v: np.ndarray) -> float:
+    # Compiled: with numpy calls per date this loop was 40 % of the markers stage on the demo.
+    # For each date k: the median of the values within [t_k, t_k + 30 days) (at least two) against the
+    # peak of the values up to k; a NaN in either leaves that date out.
+    n = v.size
     best = 0.0
-    for k in range(v.size):
-        sel = (t >= t[k]) & (t < t[k] + 30)
-        if sel.sum() < 2:
+    peak = -np.inf
+    peak_nan = False
+    window = np.empty(n)
+    for k in range(n):
+        if np.isnan(v[k]):
+            peak_nan = True
+        elif v[k] > peak:
+            peak = v[k]
+        m = 0
+        has_nan = False
+        for i in range(n):
+            if t[i] >= t[k] and t[i] < t[k] + 30:
+                if np.isnan(v[i]):
+                    has_nan = True
+                window[m] = v[i]
+                m += 1
+        if m < 2 or has_nan or peak_nan:
             continue
-        peak = float(np.max(v[: k + 1]))
-        best = max(best, peak - float(np.median(v[sel])))
+        w = np.sort(window[:m])
+        median = w[m // 2] if m % 2 else 0.5 * (w[m // 2 - 1] + w[m // 2])
+        if peak - median > best:
+            best = peak - median
     return best
 
 

@@ -82,3 +82,33 @@ def test_bare_soil_bsi_vetoes_dark_vegetation():
     assert detect_bare_soil(normalize_timeseries(t)).empty
     status = bare_soil_marker(normalize_timeseries(t)).status
     assert status["status"].tolist() == ["ok"]
+
+
+def _depression_by_definition(d: np.ndarray, v: np.ndarray) -> float:
+    """The running-median depression written plainly with numpy (the compiled kernel must agree)."""
+    if v.size < 4:
+        return 0.0
+    t = d.astype(np.int64)
+    best = 0.0
+    for k in range(v.size):
+        sel = (t >= t[k]) & (t < t[k] + 30)
+        if sel.sum() >= 2:
+            best = max(best, float(np.max(v[: k + 1])) - float(np.median(v[sel])))
+    return best
+
+
+def test_depression_kernel_agrees_with_its_definition() -> None:
+    from s3tr.markers.activity import _depression
+
+    rng = np.random.default_rng(0)
+    for trial in range(500):
+        n = int(rng.integers(0, 50))
+        d = np.sort(rng.choice(np.arange(250), n, replace=False)).astype("datetime64[D]")
+        v = rng.uniform(0.0, 0.9, n)
+        if trial % 5 == 0 and n:
+            v[rng.integers(0, n)] = np.nan  # a NaN leaves its windows and everything after its peak out
+        assert _depression(d, v) == _depression_by_definition(d, v)
+    # a grazed sward: 0.8, then a month around 0.45
+    d = np.arange(np.datetime64("2025-05-01"), np.datetime64("2025-08-01"), 6)
+    v = np.where(d < np.datetime64("2025-06-15"), 0.8, 0.45)
+    assert abs(_depression(d, v) - 0.35) < 1e-12
