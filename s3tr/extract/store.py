@@ -113,7 +113,7 @@ class SeriesStore:
         if not latest:
             return np.array([], dtype=object)
         _, entry = latest[""]
-        with xr.open_zarr(entry, consolidated=False) as ds:
+        with xr.open_zarr(entry, consolidated=False, chunks=None) as ds:
             return np.array([str(v) for v in ds["parcel"].values], dtype=object)
 
     def times(self) -> pd.DatetimeIndex:
@@ -247,7 +247,8 @@ class SeriesStore:
         n = len(ids)
         parts = []
         for _key, (_v, entry) in sorted(self._latest(_SLOT).items()):
-            with xr.open_zarr(entry, consolidated=False) as slot:
+            # chunks=None: read straight into numpy; a dask graph per slot doubled the time (demo, 86 slots).
+            with xr.open_zarr(entry, consolidated=False, chunks=None) as slot:
                 slot = slot.load()
             k = slot.sizes["parcel"]
             if k > n:

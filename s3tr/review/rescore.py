@@ -53,7 +53,7 @@ def _read_parcel(store: SeriesStore, idx: int, id_parcel: str) -> xr.Dataset:
     """
     parts = []
     for _key, (_v, entry) in sorted(store._latest(_SLOT).items()):
-        with xr.open_zarr(entry, consolidated=False) as slot:
+        with xr.open_zarr(entry, consolidated=False, chunks=None) as slot:
             if idx < slot.sizes["parcel"]:
                 part = slot.isel(parcel=[idx]).load()
             else:
