@@ -420,18 +420,6 @@ def _read_windows(
     return out
 
 
-def _cut(
-    source: Any, acq: Acquisition, geom_wgs: BaseGeometry, margin_m: float
-) -> tuple[Grid, np.ndarray, np.ndarray, BaseGeometry] | None:
-    """Read a window around the parcel: (window grid, reflectance (4, h, w) B04 B03 B02 B08, SCL, outline)."""
-    framed = _outline_window(acq, geom_wgs, margin_m)
-    if framed is None:
-        return None
-    window, outline = framed
-    ((values, scl),) = _read_windows(source, acq, [window])
-    return window, values, scl, outline
-
-
 def _wgs84_bounds(parcels: Sequence[_Parcel]) -> tuple[float, float, float, float] | None:
     """``(west, south, east, north)`` of all the parcels, or None when none has a geometry."""
     boxes = []
@@ -542,18 +530,29 @@ def write_case_chips(
     # Three passes, so that each COG is opened once per acquisition rather than once per chip:
     # plan every parcel's key dates, read the windows of all the parcels that want an acquisition
     # together, then write each parcel's index.
+    located = [p for p in parcels if not p.geometry.is_empty]
+    result.problems += [
+        (p.id_parcel, "the declaration has no geometry") for p in parcels if p.geometry.is_empty
+    ]
+    # no series (e.g. a parcel too small to be extracted): the latest mostly clear acquisition
+    latest = _latest_clear(source, [p for p in located if not clear.get(p.id_parcel)], margin_m)
     plans = []
-    for parcel in parcels:
-        if parcel.geometry.is_empty:
-            result.problems.append((parcel.id_parcel, "the declaration has no geometry"))
-            continue
+    for parcel in located:
         try:
+            pid = parcel.id_parcel
             plan = _plan(
-                workdir, parcel, clear.get(parcel.id_parcel, []), margin_m, max_events, listing, result
+                workdir,
+                parcel,
+                clear.get(pid, []),
+                margin_m,
+                max_events,
+                listing,
+                result,
+                latest.get(pid, []),
             )
             plans.append(plan)
         except (S3trError, OSError, ValueError) as exc:
-            # one bad parcel (odd geometry, unreadable fallback imagery) must not stop the others
+            # one bad parcel (odd geometry, unreadable index) must not stop the others
             logger.warning("no chips for parcel %s: %s", parcel.id_parcel, exc)
             result.problems.append((parcel.id_parcel, f"{type(exc).__name__}: {exc}"))
     by_acquisition: dict[str, list[tuple[_Plan, _Shot]]] = {}
@@ -611,18 +610,15 @@ def _plan(
     max_events: int,
     listing: _Listing,
     result: ChipsResult,
+    latest: list[tuple[date, str]],
 ) -> _Plan:
-    """The parcel's key dates and their acquisitions; chips already written keep their georeferencing."""
-    geom = parcel.geometry
-    if parcel.crs.upper() not in ("EPSG:4326", "OGC:CRS84"):
-        tr = _transformer(str(parcel.crs), "EPSG:4326")
-        geom = shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+    """The parcel's key dates and their acquisitions; chips already written keep their georeferencing.
+
+    ``latest`` is the date to show a parcel without a series (:func:`_latest_clear`).
+    """
+    geom = _wgs84_geometry(parcel)
     bbox = tuple(float(v) for v in geom.bounds)
-    if clear:
-        wanted = key_dates(clear, parcel.events, max_events=max_events)
-    else:
-        # no series (e.g. a parcel too small to be extracted): the latest mostly clear acquisition
-        wanted = _latest_clear(listing.source, geom, bbox, margin_m)
+    wanted = key_dates(clear, parcel.events, max_events=max_events) if clear else latest
     folder = parcel_chips_dir(workdir, parcel.id_parcel)
     folder.mkdir(parents=True, exist_ok=True)
     known = _known_chips(folder)
@@ -743,15 +739,45 @@ def _georef_of(chip: dict[str, Any]) -> dict[str, Any] | None:
     return {k: chip[k] for k in _GEOREF_KEYS} if all(k in chip for k in _GEOREF_KEYS) else None
 
 
+def _wgs84_geometry(parcel: _Parcel) -> BaseGeometry:
+    if parcel.crs.upper() in ("EPSG:4326", "OGC:CRS84"):
+        return parcel.geometry
+    tr = _transformer(str(parcel.crs), "EPSG:4326")
+    return shapely.transform(parcel.geometry, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+
+
 def _latest_clear(
-    source: Any, geom: BaseGeometry, bbox: tuple[float, ...], margin_m: float, tries: int = 8
-) -> list[tuple[date, str]]:
-    acqs = source.list_acquisitions(bbox=bbox)
-    for acq in reversed(acqs[-tries:]):
-        cut = _cut(source, acq, geom, margin_m)
-        if cut is not None and float(np.isin(cut[2], _CLEAR_SCL).mean()) >= 0.6:
-            return [(acq.date, "latest")]
-    return []
+    source: Any, parcels: Sequence[_Parcel], margin_m: float, tries: int = 8, min_clear: float = 0.6
+) -> dict[str, list[tuple[date, str]]]:
+    """``id_parcel -> [(date, "latest")]``: each parcel's latest acquisition at least ``min_clear`` clear.
+
+    Each parcel tries its ``tries`` latest acquisitions, newest first; in each round the parcels that try
+    the same acquisition read it together (one open per file), and the catalogue is listed once.
+    """
+    if not parcels:
+        return {}
+    geoms = {p.id_parcel: _wgs84_geometry(p) for p in parcels}
+    every = source.list_acquisitions(bbox=_wgs84_bounds(parcels))
+    recent = {pid: filter_acquisitions(every, bbox=g.bounds)[-tries:][::-1] for pid, g in geoms.items()}
+    chosen: dict[str, list[tuple[date, str]]] = {}
+    for round_ in range(tries):
+        groups: dict[str, tuple[Acquisition, list[str]]] = {}
+        for pid, acqs in recent.items():
+            if pid not in chosen and round_ < len(acqs):
+                groups.setdefault(acqs[round_].id, (acqs[round_], []))[1].append(pid)
+        for acq, pids in groups.values():
+            framed = [
+                (pid, w) for pid in pids if (w := _outline_window(acq, geoms[pid], margin_m)) is not None
+            ]
+            try:
+                reads = _read_windows(source, acq, [window for _, (window, _) in framed])
+            except (S3trError, OSError, ValueError) as exc:
+                logger.warning("chips: %s left out of the latest-date choice: %s", acq.id, exc)
+                continue  # these parcels try their next acquisition
+            for (pid, _), (_, scl) in zip(framed, reads, strict=True):
+                if scl.size and float(np.isin(scl, _CLEAR_SCL).mean()) >= min_clear:
+                    chosen[pid] = [(acq.date, "latest")]
+    return chosen
 
 
 def chips_for_run(config: Any, workdir: str | Path, *, db_url: str | None = None) -> ChipsResult:

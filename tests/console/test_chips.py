@@ -205,3 +205,32 @@ def test_an_unreadable_acquisition_costs_its_own_chips_only(
         kept = [c for c in index["chips"] if c["acquisition"] != broken]  # type: ignore[index]
         # every other date of every parcel is still cut, identical
         assert read_chip_index(work, pid)["chips"] == kept  # type: ignore[index]
+
+
+def test_latest_clear_dates_read_together_equal_parcel_by_parcel(
+    console_workdir: Path, console_season: Path
+) -> None:
+    from s3tr.review.chips import _CLEAR_SCL, _latest_clear, _outline_window, _wgs84_geometry
+    from s3tr.review.chips import _active_parcels as active_parcels
+
+    engine = make_engine(db_url_for(console_workdir))
+    parcels = active_parcels(engine, None)
+    engine.dispose()
+    source = LocalStacSource(console_season / "stac" / "catalog.json")
+    got = _latest_clear(source, parcels, 60.0)
+    rounds = set()
+    for parcel in parcels:
+        geom = _wgs84_geometry(parcel)
+        expected: list[tuple[date, str]] = []
+        newest_first = source.list_acquisitions(bbox=geom.bounds)[-8:][::-1]
+        for k, acq in enumerate(newest_first):
+            framed = _outline_window(acq, geom, 60.0)
+            if framed is None:
+                continue
+            _, scl = source.read_with_scl(acq, ["B04"], grid=framed[0])
+            if np.isin(scl, _CLEAR_SCL).mean() >= 0.6:
+                expected = [(acq.date, "latest")]
+                rounds.add(k)
+                break
+        assert got.get(parcel.id_parcel, []) == expected, parcel.id_parcel
+    assert got and len(rounds) > 1  # clouds sent some parcels back to older acquisitions
