@@ -535,7 +535,13 @@ def write_case_chips(
         (p.id_parcel, "the declaration has no geometry") for p in parcels if p.geometry.is_empty
     ]
     # no series (e.g. a parcel too small to be extracted): the latest mostly clear acquisition
-    latest = _latest_clear(source, [p for p in located if not clear.get(p.id_parcel)], margin_m)
+    unseen = [p for p in located if not clear.get(p.id_parcel)]
+    try:
+        latest = _latest_clear(source, unseen, margin_m)
+    except (S3trError, OSError, ValueError) as exc:  # e.g. the catalogue cannot be listed
+        logger.warning("chips: no latest clear date for %d parcels without a series: %s", len(unseen), exc)
+        result.problems += [(p.id_parcel, f"{type(exc).__name__}: {exc}") for p in unseen]
+        latest = {}
     plans = []
     for parcel in located:
         try:
