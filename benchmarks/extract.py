@@ -26,7 +26,11 @@ Measured, in one run on the same synthetic tile:
    warm-up repetition), so that they see the same load; printed: best vs best, the median of
    the per-repetition ratios, and the ratio of CPU times (all threads), which other processes
    on a shared machine disturb least.
-6. Peak memory (ru_maxrss) of the main process.
+6. The series store: appending one date of every parcel to a store that already holds them
+   (``SeriesStore.append``, as the pipeline does per acquisition), against a bare ``to_zarr`` of the
+   same arrays; and the parcel-id match inside it (:func:`s3tr.membership.isin`) against pandas'
+   ``isin`` on the same string ids.
+7. Peak memory (ru_maxrss) of the main process.
 
 Run ``--exactextract-full`` for the full-size exactextract figure (about a minute at 10 dates).
 """
@@ -34,6 +38,7 @@ Run ``--exactextract-full`` for the full-size exactextract figure (about a minut
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -356,6 +361,52 @@ def end_to_end(
 
 
 # ------------------------------------------------------------------------------ main
+def store_append(n_parcels: int, repeat: int) -> list[tuple[str, str]]:
+    """Step 6: one-date appends to a series store against a bare ``to_zarr``; id matching."""
+    import pandas as pd
+    import xarray as xr
+
+    from s3tr.extract.store import SeriesStore
+    from s3tr.membership import isin
+
+    ids = np.array([f"86{i:08d}" for i in range(n_parcels)], dtype=object)
+    rng = np.random.default_rng(5)
+
+    def one_date(day: int) -> xr.Dataset:
+        v = rng.random((n_parcels, 1), dtype=np.float32)
+        data = {k: (("parcel", "time"), v) for k in ("ndvi", "ndvi_std", "valid_fraction")}
+        data["count"] = (("parcel", "time"), np.ones((n_parcels, 1), np.int32))
+        times = [np.datetime64("2024-01-01", "ns") + np.timedelta64(day, "D")]
+        return xr.Dataset(data, coords={"parcel": ids, "time": times})
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SeriesStore(Path(tmp) / "store")
+        store.append(one_date(0))
+        days = itertools.count(1)
+
+        def bare() -> None:
+            one_date(0).to_zarr(Path(tmp) / f"bare-{next(days)}", mode="w", consolidated=False, zarr_format=3)
+
+        times = _best_alternating({"store": lambda: store.append(one_date(next(days))), "bare": bare}, repeat)
+    t_store, t_bare = min(times["store"]), min(times["bare"])
+    as_str = pd.Index(ids, dtype="str")
+    matched = _best_alternating(
+        {"pandas": lambda: as_str.isin(as_str), "s3tr": lambda: isin(as_str, as_str)}, repeat
+    )
+    t_pd, t_ours = min(matched["pandas"]), min(matched["s3tr"])
+    return [
+        (
+            "series store, append of one date",
+            f"{t_store:.3f} s for {n_parcels:,} parcels; bare to_zarr {t_bare:.3f} s "
+            f"-> {t_store / t_bare:.1f}x",
+        ),
+        (
+            "parcel ids matched (membership.isin)",
+            f"{t_ours:.4f} s; pandas isin {t_pd:.3f} s -> {t_pd / t_ours:.0f}x faster",
+        ),
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", action="store_true", help="1000 x 1000 px, 3,000 parcels, 4 dates")
@@ -518,6 +569,9 @@ def main() -> None:
     # 5. end to end from COGs
     if not args.skip_e2e:
         rows += end_to_end(parcels, h, args.e2e_repeat, args.workdir)
+
+    # 6. series store
+    rows += store_append(len(pr), args.repeat)
 
     print(
         f"tile {h} x {w} px, {len(pr):,} parcels, {args.dates} dates; numba threads "

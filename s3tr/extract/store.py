@@ -45,6 +45,7 @@ import zarr
 
 from s3tr.extract.errors import SeriesStoreError
 from s3tr.extract.table import DEFAULT_MIN_VALID_FRACTION, to_table, write_table
+from s3tr.membership import isin
 
 __all__ = ["SeriesStore"]
 
@@ -204,7 +205,7 @@ class SeriesStore:
         # Parcel list: extend when new ids arrive, written before any slot that needs it.
         latest = self._latest(_PARCELS)
         store_ids = self.parcels()
-        new = ids[~pd.Index(ids).isin(pd.Index(store_ids))]
+        new = ids[~isin(ids, store_ids)]
         if len(new) or not latest:
             if len(store_ids):
                 log.warning("%s: %d new parcel(s) appended to the store's parcel list", self.path, len(new))

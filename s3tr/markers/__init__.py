@@ -24,6 +24,7 @@ from s3tr.markers.table import (
     parcel_quality,
     read_timeseries,
 )
+from s3tr.membership import isin
 
 __all__ = [
     "EVIDENCE_COLUMNS",
@@ -161,7 +162,7 @@ def compute_evidence(
         logger.warning(
             "%d declared parcel(s) have no time series (e.g. %s)", len(absent), ", ".join(absent[:5])
         )
-    sub = table[table["parcel_id"].isin(set(ids))]
+    sub = table[isin(table["parcel_id"], ids)]
     sub.attrs.update(table.attrs)
 
     mp = (mowing_params or MowingParams()).with_(season=season)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from s3tr.extract.store import SeriesStore
 from s3tr.markers import compute_evidence
+from s3tr.membership import isin
 
 __all__ = ["chunk_parcels", "evidence_for_chunk", "gather_evidence"]
 
@@ -75,8 +76,8 @@ def evidence_for_chunk(
     if table is None:
         series = pd.DataFrame(columns=["parcel_id", "date", "valid"])
     else:
-        series = table[table["parcel_id"].astype(str).isin(wanted)].reset_index(drop=True)
-    decl = declarations[declarations["id_parcel"].astype(str).isin(wanted)]
+        series = table[isin(table["parcel_id"].astype(str), wanted)].reset_index(drop=True)
+    decl = declarations[isin(declarations["id_parcel"].astype(str), wanted)]
     with warnings.catch_warnings():
         # scikit-learn runs one job inside a Dask worker process and says so for every chunk: that
         # is the intent (one thread per worker), not news.
@@ -165,7 +166,7 @@ def gather_evidence(
     # as_completed order is arbitrary: back to the declarations' order, whatever the timing
     order = pd.Index(declarations["id_parcel"].astype(str)).drop_duplicates()
     ev = pd.concat([r[0] for r in results], ignore_index=True).set_index("parcel_id", drop=False)
-    ev = ev.reindex(order[order.isin(ev.index)]).reset_index(drop=True)
+    ev = ev.reindex(order[isin(order, ev.index)]).reset_index(drop=True)
     se = pd.concat([r[1] for r in results], ignore_index=True)
     if not se.empty:
         se = se.sort_values(["parcel_id", "date"], kind="stable").reset_index(drop=True)

@@ -52,6 +52,7 @@ from s3tr.grid import Grid
 from s3tr.imagery.base import Acquisition
 from s3tr.imagery.local import LocalStacSource
 from s3tr.markers import MARKER_VERSION
+from s3tr.membership import isin
 from s3tr.nightly import runs
 from s3tr.nightly.config import RunConfig
 from s3tr.nightly.evidence import gather_evidence
@@ -339,8 +340,8 @@ def _parcels_to_redecide(
         return ids
     stored = state.fingerprints.reindex(ids)
     changed = stored.isna().to_numpy() | (stored.to_numpy() != fingerprints.to_numpy())
-    changed |= tile_of.reindex(ids).isin(dirty_tiles).to_numpy()
-    changed |= ~ids.isin(list(decided_in_db))
+    changed |= isin(tile_of.reindex(ids), dirty_tiles)
+    changed |= ~isin(ids, decided_in_db)
     return ids[changed]
 
 
@@ -637,7 +638,7 @@ def _run(
             sorted(dirty_tiles),
         )
 
-        sub_decl = declarations[declarations["id_parcel"].astype(str).isin(set(redo))]
+        sub_decl = declarations[isin(declarations["id_parcel"].astype(str), redo)]
         evidence, decisions = pd.DataFrame(), pd.DataFrame()
         result.series = pd.DataFrame(columns=["parcel_id", "date", "valid"])
         if len(sub_decl):
@@ -683,7 +684,7 @@ def _run(
         new_state = state.merge(
             context=context,
             parcels=pd.Index(fingerprints.index),
-            fingerprints=fingerprints[fingerprints.index.isin(set(redo))],
+            fingerprints=fingerprints[isin(fingerprints.index, redo)],
             evidence=evidence,
             decisions=decisions,
         )

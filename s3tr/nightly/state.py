@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from s3tr.membership import isin
+
 __all__ = ["DecisionState", "declaration_fingerprints", "load_state", "save_state"]
 
 _VERSION = 1
@@ -49,12 +51,12 @@ class DecisionState:
         """The state after re-deciding ``fingerprints.index``; parcels not in ``parcels`` are dropped."""
         redone = set(fingerprints.index)
         keep_ev = (
-            self.evidence[~self.evidence.get("parcel_id", pd.Series(dtype=object)).isin(redone)]
+            self.evidence[~isin(self.evidence.get("parcel_id", pd.Series(dtype=object)), redone)]
             if not self.evidence.empty
             else self.evidence
         )
         keep_dec = (
-            self.decisions[~self.decisions["id_parcel"].isin(redone)]
+            self.decisions[~isin(self.decisions["id_parcel"], redone)]
             if not self.decisions.empty
             else self.decisions
         )
@@ -63,18 +65,18 @@ class DecisionState:
         wanted = set(parcels)
         if not ev.empty:
             ev = (
-                ev[ev["parcel_id"].isin(wanted)]
+                ev[isin(ev["parcel_id"], wanted)]
                 .sort_values("parcel_id", kind="stable")
                 .reset_index(drop=True)
             )
         if not dec.empty:
             dec = (
-                dec[dec["id_parcel"].isin(wanted)]
+                dec[isin(dec["id_parcel"], wanted)]
                 .sort_values(["id_parcel", "control"], kind="stable")
                 .reset_index(drop=True)
             )
-        fp = pd.concat([self.fingerprints[~self.fingerprints.index.isin(redone)], fingerprints])
-        fp = fp[fp.index.isin(wanted)].sort_index()
+        fp = pd.concat([self.fingerprints[~isin(self.fingerprints.index, redone)], fingerprints])
+        fp = fp[isin(fp.index, wanted)].sort_index()
         return DecisionState(context, fp, ev, dec)
 
 
