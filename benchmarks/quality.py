@@ -33,6 +33,10 @@ Data: ``../shared/data`` or ``$S3TR_REALDATA``.
   Gaussian-kernel ridge heads, logistic stack; about 16 minutes on 2 cores) or of the calibrated trees
   (``--classifier trees``): accuracy (95 % Wilson interval), macro-F1, ECE over 15 equal-width bins, coverage
   and precision at p >= 0.9, and the time to train on all 7,200 series.
+- Crop, rare groups (``--only rare``, about 3 minutes): five UCR groups cut to N training series, the
+  calibrated trees scored on their parcels as if each declared its true group: the share that the rule set's
+  red conditions (another group >= ``p_other``, the declared one <= ``p_red``) would wrongly flag red, which
+  is why a group below ``crop_group.min_training_parcels`` training parcels is never red.
 - Crop, TempCNN (FORMOSAT-2 NIR/R/G pixels): trained on its train split (out-of-fold splits grouped by
   parcel), scored on its test split per pixel and per parcel (mean probability over the parcel's pixels).
 """
@@ -52,6 +56,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from s3tr.decide.rules import load_ruleset  # noqa: E402
 from s3tr.markers.crop import CropFeatureConfig, classifier_for, train_crop_model  # noqa: E402
 from s3tr.markers.datasets import load_gmi_mowing, load_slovak_mowing, load_tempcnn, load_ucr_crop  # noqa: E402
 from s3tr.markers.evaluate import evaluate_crop, evaluate_mowing  # noqa: E402
@@ -231,6 +236,41 @@ def crop_ucr(root: Path, *, quick: bool, classifier: str = "stack") -> None:
         )
 
 
+def crop_rare_groups(root: Path, *, sizes: tuple[int, ...] = (25, 50, 100, 200)) -> None:
+    """Wrong reds on honest declarations of a group the model saw N times (``min_training_parcels``)."""
+    from sklearn.model_selection import train_test_split
+
+    from s3tr.markers.crop import build_features, make_classifier
+
+    print("== Crop: honest declarations of rare groups (UCR Crop, calibrated trees, 70/30 split)")
+    table, labels = load_ucr_crop(root / "ucr_crop")
+    feats = build_features(table, CropFeatureConfig())
+    x = feats.to_numpy(float)
+    y = labels.set_index("parcel_id").loc[feats.index, "label"].to_numpy()
+    train, test = train_test_split(np.arange(len(y)), test_size=0.3, stratify=y, random_state=0)
+    rare = np.unique(y)[::5]
+    rules = load_ruleset(2025).crop_group
+    for n in sizes:
+        rng = np.random.default_rng(0)
+        keep = np.concatenate(
+            [train[~np.isin(y[train], rare)]]
+            + [rng.choice(train[y[train] == c], n, replace=False) for c in rare]
+        )
+        model = make_classifier(seed=0).fit(x[keep], y[keep])
+        p = model.predict_proba(x[test])
+        top = model.classes_[p.argmax(1)]
+        p_true = p[np.arange(len(test)), np.searchsorted(model.classes_, y[test])]
+        # Every parcel declares its true group, so each red (another group >= p_other, the declared one
+        # <= p_red) is a wrong one.
+        red = (top != y[test]) & (p.max(1) >= rules.p_other) & (p_true <= rules.p_red)
+        is_rare = np.isin(y[test], rare)
+        common = int(pd.Series(y[keep]).value_counts().max())
+        print(
+            f"   {len(rare)} groups with {n:3d} training series: wrong reds {red[is_rare].mean():.3f} of "
+            f"their {is_rare.sum()} parcels; the other groups ({common} series) {red[~is_rare].mean():.3f}"
+        )
+
+
 def crop_tempcnn(root: Path, *, classifier: str = "stack") -> None:
     print(f"== Crop: TempCNN (FORMOSAT-2 NIR/R/G pixels, 13 classes), train -> test split, {classifier}")
     cfg = CropFeatureConfig(columns=("ndvi", "B08", "B04", "B03"))
@@ -271,7 +311,7 @@ def main() -> None:
     ap.add_argument(
         "--refit", action="store_true", help="print mowing scorer coefficients fitted on all sites"
     )
-    ap.add_argument("--only", choices=("mowing", "ucr", "tempcnn"), help="run one part")
+    ap.add_argument("--only", choices=("mowing", "ucr", "rare", "tempcnn"), help="run one part")
     ap.add_argument(
         "--classifier",
         choices=("stack", "trees"),
@@ -289,6 +329,8 @@ def main() -> None:
         mowing_survey(root)
     if args.only in (None, "ucr"):
         crop_ucr(root, quick=args.quick, classifier=args.classifier)
+    if args.only in (None, "rare"):
+        crop_rare_groups(root)
     if args.only in (None, "tempcnn"):
         crop_tempcnn(root, classifier=args.classifier)
     print(f"total {time.perf_counter() - t0:.0f} s")

@@ -80,7 +80,7 @@ def decisions(n_parcels: int, *, seed: int = 0) -> pd.DataFrame:
             f"Control {c} — {f}: the parcel was looked at over the season."
             for c, f in zip(df["control"], df["flag"], strict=True)
         ],
-        ruleset_version="fr-2025.3",
+        ruleset_version="fr-2025.4",
         marker_version="markers-0.1.0",
         model_version="crop_group_demo",
         department="86",

@@ -91,6 +91,7 @@ class Reason(StrEnum):
     CROP_IDLE_BUT_ACTIVE = "crop_idle_but_active"
     NO_CROP_PREDICTION = "no_crop_prediction"
     DECLARED_GROUP_NOT_MODELLED = "declared_group_not_modelled"
+    DECLARED_GROUP_RARE_IN_TRAINING = "declared_group_rare_in_training"
     HETEROGENEOUS_PARCEL = "heterogeneous_parcel"
     # grassland_not_ploughed
     NO_PLOUGHING_DETECTED = "no_ploughing_detected"
@@ -249,6 +250,15 @@ REASONS: dict[Reason, ReasonInfo] = {
         Flag.ORANGE,
         "Le modèle de reconnaissance des cultures ne connaît pas le groupe déclaré ({declared_group}).",
         "The crop recognition model does not know the declared group ({declared_group}).",
+    ),
+    Reason.DECLARED_GROUP_RARE_IN_TRAINING: ReasonInfo(
+        Flag.ORANGE,
+        "Le groupe déclaré ({declared_group}) est rare dans les parcelles d'apprentissage du modèle "
+        "({training_parcels}, minimum {min_training_parcels}) : sa probabilité ({declared_probability}) "
+        "est trop incertaine pour contredire la déclaration.",
+        "The declared group ({declared_group}) is rare among the model's training parcels "
+        "({training_parcels}, minimum {min_training_parcels}): its probability ({declared_probability}) "
+        "is too uncertain to contradict the declaration.",
     ),
     Reason.HETEROGENEOUS_PARCEL: ReasonInfo(
         Flag.ORANGE,

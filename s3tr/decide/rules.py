@@ -101,6 +101,14 @@ class CropGroupRules(_Strict):
     p_other: float = Field(
         ge=0, le=1, description="Red needs another group predicted with probability >= this."
     )
+    min_training_parcels: int = Field(
+        default=0,
+        ge=0,
+        description="A declared group with fewer training parcels in the crop model is never a red, only "
+        "orange declared_group_rare_in_training: the model's probabilities carry its training mix, where a "
+        "rare group is a priori unlikely, so they understate a rare group that a farmer declares "
+        "(0: unused).",
+    )
     max_ndvi_spread: float | None = Field(
         default=None,
         ge=0,

@@ -306,6 +306,12 @@ class CropModel:
         return [str(c) for c in self.estimator.classes_]
 
     @property
+    def training_parcels(self) -> dict[str, int] | None:
+        """Training parcels of each class (from the model card), or None when the card does not say."""
+        counts = self.card.get("classes")
+        return {str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else None
+
+    @property
     def version(self) -> str:
         """Model version string (``<name>-<trained date>``) recorded with each decision."""
         return str(self.card.get("model_version", "unversioned"))

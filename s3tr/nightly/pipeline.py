@@ -669,8 +669,14 @@ def _run(
             cluster_scope.close()  # the workers are not needed past this point
             fault_point("after", "markers")
             with _Timer(timings, "decide"):
-                classes = getattr(crop_model, "classes", None)
-                decisions = decide(sub_decl, evidence, ruleset, model_classes=classes, as_of=as_of)
+                decisions = decide(
+                    sub_decl,
+                    evidence,
+                    ruleset,
+                    model_classes=getattr(crop_model, "classes", None),
+                    training_parcels=getattr(crop_model, "training_parcels", None),
+                    as_of=as_of,
+                )
 
         # ---- review queue ----------------------------------------------------------------------
         with _Timer(timings, "review"):

@@ -197,7 +197,12 @@ def rescore_parcel(
         last = pd.to_datetime(series["date"]).max().date() if len(series) else today
         as_of = min(today, last)
     decisions = decide(
-        decl, evidence, ruleset, model_classes=getattr(crop_model, "classes", None), as_of=as_of
+        decl,
+        evidence,
+        ruleset,
+        model_classes=getattr(crop_model, "classes", None),
+        training_parcels=getattr(crop_model, "training_parcels", None),
+        as_of=as_of,
     )
     run_id = f"rescore-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     if not decisions.empty:

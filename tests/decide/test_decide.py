@@ -261,6 +261,27 @@ def test_declared_group_unknown_to_the_model_is_orange() -> None:
     assert row["flag"] == "red"
 
 
+def test_declared_group_rare_in_training_is_orange_not_red() -> None:
+    """A contradiction of a group the model saw fewer than ``min_training_parcels`` times is orange."""
+    assert RS.crop_group.min_training_parcels > 0
+    ev = evidence(
+        "a", crop_predicted="1", crop_probability=0.96, crop_second="3", crop_second_probability=0.01
+    )
+    few = RS.crop_group.min_training_parcels - 1
+    row = one(run([parcel("a", "CZH")], [ev], training_parcels={"1": 900, "05": few}), "a", "crop_group")
+    assert (row["flag"], row["reasons"]) == ("orange", ["declared_group_rare_in_training"])
+    assert row["evidence"]["training_parcels"] == few
+    assert row["evidence"]["min_training_parcels"] == RS.crop_group.min_training_parcels
+    # enough training parcels, or no count known: the same evidence is a red
+    for kw in ({"training_parcels": {"1": 900, "5": few + 1}}, {"model_classes": ["1", "5"]}):
+        row = one(run([parcel("a", "CZH")], [ev], **kw), "a", "crop_group")
+        assert (row["flag"], row["reasons"]) == ("red", ["crop_group_contradicted"])
+    # a confirmation of a rare group stays green
+    ok = evidence("b", crop_predicted="5", crop_probability=0.95)
+    row = one(run([parcel("b", "CZH")], [ok], training_parcels={"5": 3}), "b", "crop_group")
+    assert row["flag"] == "green"
+
+
 def test_no_crop_model_is_orange() -> None:
     ev = evidence(
         "a",

@@ -81,6 +81,8 @@ def test_train_predict_save_load_and_version_check(tmp_path, caplog):
         and card["n_parcels"] == 45
         and "ndvi_b00" in card["features"]
     )
+    # the decisions' rare-group rule reads the training counts from the card
+    assert CropModel.load(path).training_parcels == {"cereal": 15, "grass": 15, "maize": 15}
     again = CropModel.load(path).predict(normalize_timeseries(test_table))
     np.testing.assert_allclose(
         again["probability"], model.predict(normalize_timeseries(test_table))["probability"]

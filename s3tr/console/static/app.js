@@ -68,6 +68,7 @@
     crop_group_uncertain: "groupe de culture incertain",
     no_crop_prediction: "pas de prédiction de culture",
     declared_group_not_modelled: "groupe déclaré non modélisé",
+    declared_group_rare_in_training: "groupe déclaré rare à l'apprentissage",
     heterogeneous_parcel: "parcelle hétérogène",
     no_ploughing_detected: "aucun labour détecté",
     ploughing_detected: "labour détecté",
