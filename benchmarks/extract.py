@@ -28,7 +28,7 @@ Measured, in one run on the same synthetic tile:
    on a shared machine disturb least.
 6. The series store: appending one date of every parcel to a store that already holds them
    (``SeriesStore.append``, as the pipeline does per acquisition), against a bare ``to_zarr`` of the
-   same arrays; and the parcel-id match inside it (:func:`s3tr.membership.isin`) against pandas'
+   same arrays; and the parcel-id match inside it (:func:`s3tr.frames.isin`) against pandas'
    ``isin`` on the same string ids.
 7. Peak memory (ru_maxrss) of the main process.
 
@@ -367,7 +367,7 @@ def store_append(n_parcels: int, repeat: int) -> list[tuple[str, str]]:
     import xarray as xr
 
     from s3tr.extract.store import SeriesStore
-    from s3tr.membership import isin
+    from s3tr.frames import isin
 
     ids = np.array([f"86{i:08d}" for i in range(n_parcels)], dtype=object)
     rng = np.random.default_rng(5)
@@ -401,7 +401,7 @@ def store_append(n_parcels: int, repeat: int) -> list[tuple[str, str]]:
             f"-> {t_store / t_bare:.1f}x",
         ),
         (
-            "parcel ids matched (membership.isin)",
+            "parcel ids matched (frames.isin)",
             f"{t_ours:.4f} s; pandas isin {t_pd:.3f} s -> {t_pd / t_ours:.0f}x faster",
         ),
     ]

@@ -41,6 +41,7 @@ from s3tr.decide.controls import applicable_controls
 from s3tr.decide.flags import CONTROLS, Control, Flag, Reason, explain
 from s3tr.decide.rules import RuleSet
 from s3tr.errors import ConfigError
+from s3tr.frames import records
 
 __all__ = ["DECISION_COLUMNS", "decide", "normalise_group"]
 
@@ -420,13 +421,7 @@ def decide(
             merged[col] = merged[col].where(merged[col].notna(), merged["id_parcel"].map(by_id[col]))
     if "monitorable" not in merged.columns and "n_pixels" not in merged.columns:
         logger.warning("no monitorable/n_pixels column: every parcel is taken as monitorable")
-    # plain Python records (tolist is much faster than to_dict on Arrow-backed string columns)
-    columns = list(merged.columns)
-    values = [merged[c].tolist() for c in columns]
-    rows = {
-        rec["id_parcel"]: rec
-        for rec in (dict(zip(columns, tup, strict=True)) for tup in zip(*values, strict=True))
-    }
+    rows = {rec["id_parcel"]: rec for rec in records(merged)}
     if model_classes is None and training_parcels is not None:
         model_classes = list(training_parcels)
     classes = _model_classes(ev, model_classes)

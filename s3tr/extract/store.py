@@ -45,7 +45,7 @@ import zarr
 
 from s3tr.extract.errors import SeriesStoreError
 from s3tr.extract.table import DEFAULT_MIN_VALID_FRACTION, to_table, write_table
-from s3tr.membership import isin
+from s3tr.frames import isin
 
 __all__ = ["SeriesStore"]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from s3tr.frames import isin
 from s3tr.markers.activity import ActivityParams, detect_activity
 from s3tr.markers.bare_soil import BareSoilParams, bare_soil_marker, detect_bare_soil
 from s3tr.markers.crop import CropFeatureConfig, CropModel, CropModelError, homogeneity, train_crop_model
@@ -24,7 +25,6 @@ from s3tr.markers.table import (
     parcel_quality,
     read_timeseries,
 )
-from s3tr.membership import isin
 
 __all__ = [
     "EVIDENCE_COLUMNS",

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from s3tr.extract.store import SeriesStore
+from s3tr.frames import isin
 from s3tr.markers import compute_evidence
-from s3tr.membership import isin
 
 __all__ = ["chunk_parcels", "evidence_for_chunk", "gather_evidence"]
 

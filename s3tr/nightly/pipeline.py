@@ -48,11 +48,11 @@ from s3tr.decide.rules import load_ruleset
 from s3tr.errors import S3trError, WorkdirError
 from s3tr.extract import ParcelRaster
 from s3tr.extract.store import SeriesStore
+from s3tr.frames import isin
 from s3tr.grid import Grid
 from s3tr.imagery.base import Acquisition
 from s3tr.imagery.local import LocalStacSource
 from s3tr.markers import MARKER_VERSION
-from s3tr.membership import isin
 from s3tr.nightly import runs
 from s3tr.nightly.config import RunConfig
 from s3tr.nightly.evidence import gather_evidence

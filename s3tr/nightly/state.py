@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from s3tr.membership import isin
+from s3tr.frames import isin
 
 __all__ = ["DecisionState", "declaration_fingerprints", "load_state", "save_state"]
 
