@@ -260,7 +260,8 @@ def iter_series(table: pd.DataFrame) -> Iterator[ParcelSeries]:
     A table that was not produced by :func:`normalize_timeseries` (no ``attrs["normalized"]``) is normalised
     first, so every marker accepts a raw long table too.
     """
-    if not table.attrs.get("normalized"):
+    # pandas carries ``attrs`` through column drops and selections, so the mark alone is not proof.
+    if not table.attrs.get("normalized") or not {"parcel_id", "date", "valid"} <= set(table.columns):
         table = normalize_timeseries(table, source=str(table.attrs.get("source", "<table>")))
     values = [c for c in _VALUE_COLUMNS if c in table.columns]
     if table.empty:

@@ -54,6 +54,17 @@ def test_ndvi_from_bands_and_nan_is_invalid():
     assert t["valid"].tolist()[2] is False or not t["valid"].iloc[2]
 
 
+def test_a_normalised_table_that_lost_its_valid_column_is_normalised_again():
+    t = normalize_timeseries(
+        pd.DataFrame({"parcel_id": ["p", "p"], "date": ["2023-05-01", "2023-05-11"], "ndvi": [0.6, 0.7]})
+    )
+    stripped = t.drop(columns=["valid"])
+    assert stripped.attrs.get("normalized")  # pandas keeps the mark after the drop
+    (series,) = list(iter_series(stripped))
+    assert series.valid.tolist() == [True, True]
+    assert series.values["ndvi"].tolist() == pytest.approx([0.6, 0.7])
+
+
 def test_bad_dates_are_reported_with_row_not_raised():
     raw = pd.DataFrame({"parcel_id": ["p", "p", ""], "date": ["2023-01-01", "not a date", "2023-01-03"]})
     raw["ndvi"] = 0.5
