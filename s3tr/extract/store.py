@@ -36,6 +36,8 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterable
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -269,6 +271,45 @@ class SeriesStore:
         ds["count"] = ds["count"].astype(np.int32)
         ds.attrs = {}
         return ds.assign_coords(parcel=ids)
+
+    def clear_dates(
+        self, parcels: Iterable[str], *, min_valid_fraction: float = DEFAULT_MIN_VALID_FRACTION
+    ) -> dict[str, list[date]]:
+        """Dates (UTC) of the clear acquisitions of each of ``parcels`` that the store holds.
+
+        Clear as in :meth:`to_table`: ``valid_fraction >= min_valid_fraction`` and ``count > 0``. Only
+        those two arrays of each slot are read, straight from zarr: opening each slot as a dataset cost
+        2.1 s of the demo's 7.6 s of image chips, which ask this for every parcel with a case.
+
+        Returns
+        -------
+        dict
+            ``parcel id -> sorted dates``; parcels never clear (or not in the store) are absent.
+        """
+        ids = self.parcels()
+        rows = np.flatnonzero(isin(ids, parcels))  # ascending: parcels appended late form a suffix
+        if not rows.size:
+            return {}
+        days: list[date] = []
+        columns: list[np.ndarray] = []
+        for key, (_v, entry) in sorted(self._latest(_SLOT).items()):
+            slot = zarr.open_group(str(entry), mode="r")
+            count = np.asarray(slot["count"][:, 0])
+            fraction = np.asarray(slot["valid_fraction"][:, 0])
+            here = rows[rows < len(count)]  # parcels added after this slot was written: not seen
+            clear = np.zeros(len(rows), dtype=bool)
+            with np.errstate(invalid="ignore"):
+                clear[: len(here)] = (fraction[here] >= min_valid_fraction) & (count[here] > 0)
+            days.append(datetime.strptime(key, _TIME_FMT).date())
+            columns.append(clear)
+        if not columns:
+            return {}
+        matrix = np.stack(columns, axis=1)
+        return {
+            str(ids[r]): [days[k] for k in np.flatnonzero(matrix[j])]
+            for j, r in enumerate(rows)
+            if matrix[j].any()
+        }
 
     def to_table(self, *, min_valid_fraction: float = DEFAULT_MIN_VALID_FRACTION) -> pd.DataFrame:
         """The long table of the whole store (see :func:`s3tr.extract.table.to_table`)."""

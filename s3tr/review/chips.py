@@ -46,7 +46,6 @@ from typing import Any
 
 import numpy as np
 import shapely
-import xarray as xr
 from PIL import Image
 from pyproj import Transformer
 from shapely import wkt as shapely_wkt
@@ -56,8 +55,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from s3tr.errors import S3trError
-from s3tr.extract.store import _SLOT, SeriesStore
-from s3tr.extract.table import DEFAULT_MIN_VALID_FRACTION
+from s3tr.extract.store import SeriesStore
 from s3tr.grid import Grid
 from s3tr.imagery._reader import filter_acquisitions
 from s3tr.imagery.base import Acquisition, ImagerySource
@@ -441,11 +439,9 @@ def _wgs84_bounds(parcels: Sequence[_Parcel]) -> tuple[float, float, float, floa
 def _clear_dates_by_parcel(workdir: Path, wanted: set[str]) -> dict[str, list[date]]:
     """Dates of the clear (valid) acquisitions of each wanted parcel, from every series store.
 
-    Only ``count`` and ``valid_fraction`` of the wanted parcels' rows are read, slot by slot (the
-    rule of :func:`s3tr.extract.table.to_table`: valid when ``valid_fraction`` reaches
-    :data:`~s3tr.extract.table.DEFAULT_MIN_VALID_FRACTION` and ``count > 0``). Reading parcel by
-    parcel would open every slot once per parcel (seconds each); loading whole stores would hold
-    every index of every parcel of a tile in memory.
+    The rule of :func:`s3tr.extract.table.to_table` (:meth:`~s3tr.extract.store.SeriesStore.clear_dates`).
+    Only the wanted parcels' validity is read, slot by slot: parcel by parcel would open every slot once
+    per parcel; loading whole stores would hold every index of every parcel of a tile in memory.
     """
     out: dict[str, set[date]] = {}
     root = workdir / "series"
@@ -453,27 +449,9 @@ def _clear_dates_by_parcel(workdir: Path, wanted: set[str]) -> dict[str, list[da
         return {}
     for path in sorted(root.glob("*.zarr")):
         store = SeriesStore(path)
-        if not store.exists():
-            continue
-        ids = [str(p) for p in store.parcels()]
-        rows = [i for i, pid in enumerate(ids) if pid in wanted]
-        if not rows:
-            continue
-        for _key, (_v, entry) in sorted(store._latest(_SLOT).items()):
-            # No dask (chunks=None): a few hundred rows of two small arrays; dask's graph costs more.
-            with xr.open_dataset(entry, engine="zarr", consolidated=False, chunks=None) as slot:
-                here = [i for i in rows if i < slot.sizes["parcel"]]  # parcels added later: not seen
-                if not here:
-                    continue
-                part = slot[["count", "valid_fraction"]].isel(parcel=here).load()
-            days = [date.fromisoformat(str(t)[:10]) for t in part["time"].values]
-            with np.errstate(invalid="ignore"):
-                valid = (part["valid_fraction"].values >= DEFAULT_MIN_VALID_FRACTION) & (
-                    part["count"].values > 0
-                )
-            for j, i in enumerate(here):
-                for k in np.flatnonzero(valid[j]):
-                    out.setdefault(ids[i], set()).add(days[k])
+        if store.exists():
+            for pid, days in store.clear_dates(wanted).items():
+                out.setdefault(pid, set()).update(days)
     return {k: sorted(v) for k, v in out.items()}
 
 

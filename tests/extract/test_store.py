@@ -66,6 +66,25 @@ def test_new_parcels_and_crash_leftovers(tmp_path: Path) -> None:
     assert store.load().sizes["time"] == 3
 
 
+def test_clear_dates_follow_the_long_table_rule(tmp_path: Path) -> None:
+    store = SeriesStore(tmp_path / "s.zarr")
+    ids = [f"p{i}" for i in range(40)]
+    for k, day in enumerate(("2024-05-01T10:30", "2024-05-06T10:30", "2024-05-11T10:30")):
+        store.append(acquisition(ids, day, k))
+    late = acquisition(["late", *ids[:5]], "2024-05-16T10:30", 9)  # a parcel added late, clear
+    late["valid_fraction"][0, 0], late["count"][0, 0] = 1.0, 5
+    store.append(late)
+    wanted = {*ids[::3], "late", "unknown"}
+    got = store.clear_dates(wanted, min_valid_fraction=0.5)
+    table = store.to_table(min_valid_fraction=0.5)
+    clear = table[table["valid"] & table["parcel_id"].isin(wanted)]
+    expected = {pid: sorted(pd.to_datetime(g["date"]).dt.date) for pid, g in clear.groupby("parcel_id")}
+    assert got == expected
+    assert "late" in got and "unknown" not in got
+    assert 0 < sum(map(len, got.values())) < 4 * len(wanted)  # some observations are not clear
+    assert store.clear_dates(["unknown"]) == {}
+
+
 def test_bad_appends(tmp_path: Path) -> None:
     store = SeriesStore(tmp_path / "s.zarr")
     store.append(acquisition(["a"], "2024-05-01", 1))
