@@ -345,6 +345,17 @@ def _model_classes(evidence: pd.DataFrame, model_classes: Collection[Any] | None
     return seen
 
 
+def crop_model_facts(crop_model: object | None) -> dict[str, Any]:
+    """The ``model_classes`` and ``training_parcels`` arguments of :func:`decide` for a crop model.
+
+    Both None when there is no model, or when it does not say (the rules that need them then stand aside).
+    """
+    return {
+        "model_classes": getattr(crop_model, "classes", None),
+        "training_parcels": getattr(crop_model, "training_parcels", None),
+    }
+
+
 def decide(
     parcels: pd.DataFrame,
     evidence: pd.DataFrame,

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from s3tr.decide.decide import decide
+from s3tr.decide.decide import crop_model_facts, decide
 from s3tr.decide.rules import load_ruleset
 from s3tr.errors import S3trError, WorkdirError
 from s3tr.extract import ParcelRaster
@@ -669,14 +669,7 @@ def _run(
             cluster_scope.close()  # the workers are not needed past this point
             fault_point("after", "markers")
             with _Timer(timings, "decide"):
-                decisions = decide(
-                    sub_decl,
-                    evidence,
-                    ruleset,
-                    model_classes=getattr(crop_model, "classes", None),
-                    training_parcels=getattr(crop_model, "training_parcels", None),
-                    as_of=as_of,
-                )
+                decisions = decide(sub_decl, evidence, ruleset, as_of=as_of, **crop_model_facts(crop_model))
 
         # ---- review queue ----------------------------------------------------------------------
         with _Timer(timings, "review"):

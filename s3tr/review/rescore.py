@@ -22,7 +22,7 @@ import pandas as pd
 import xarray as xr
 from sqlalchemy import Engine, select
 
-from s3tr.decide.decide import decide
+from s3tr.decide.decide import crop_model_facts, decide
 from s3tr.decide.rules import RuleSet, load_ruleset
 from s3tr.errors import S3trError
 from s3tr.extract.store import _SLOT, SeriesStore
@@ -196,14 +196,7 @@ def rescore_parcel(
         today = (now or datetime.now(UTC)).date()
         last = pd.to_datetime(series["date"]).max().date() if len(series) else today
         as_of = min(today, last)
-    decisions = decide(
-        decl,
-        evidence,
-        ruleset,
-        model_classes=getattr(crop_model, "classes", None),
-        training_parcels=getattr(crop_model, "training_parcels", None),
-        as_of=as_of,
-    )
+    decisions = decide(decl, evidence, ruleset, as_of=as_of, **crop_model_facts(crop_model))
     run_id = f"rescore-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     if not decisions.empty:
         sync_decisions(engine, decisions, run_id=run_id, now=now, actor=actor)
