@@ -230,8 +230,8 @@ def _crop_group(
         n_training = None if training is None else training.get(declared or "", 0)
         if n_training is not None and n_training < rules.min_training_parcels:
             # Honest parcels of a group the model saw a few dozen times get its probability <= p_red far
-            # more often than common ones (UCR Crop, groups cut to 25 training series: 9 % of them would
-            # be wrong reds, against 0.2 % for groups with 210; see the rule set's comment).
+            # more often than common ones (UCR Crop, groups cut to 25 training series: 4 % of them would be
+            # wrong reds, against 0.1 % for groups with 210; see the rule set's comment).
             ev.update(training_parcels=n_training, min_training_parcels=rules.min_training_parcels)
             return Flag.ORANGE, [Reason.DECLARED_GROUP_RARE_IN_TRAINING], ev
         if thin:
