@@ -297,10 +297,17 @@ def crop_predict(
 @evaluate_app.command("mowing")
 def evaluate_mowing_cmd(
     events: Annotated[Path, typer.Option(help="Detected events: parcel_id, start, end[, confidence].")],
-    truth: Annotated[Path, typer.Option(help="True mowing dates: parcel_id, date.")],
+    truth: Annotated[
+        Path,
+        typer.Option(help="True mowing dates: parcel_id, date (a row without a date: a parcel never mowed)."),
+    ],
     timeseries: Annotated[
         Path | None,
-        typer.Option("--timeseries", help="Series table: its parcels absent from the truth were not mowed."),
+        typer.Option(
+            "--timeseries",
+            help="Series table: its parcels absent from the truth were not mowed (needed for the season "
+            "specificity unless the truth lists the never-mowed parcels).",
+        ),
     ] = None,
     tolerance_days: Annotated[int, typer.Option(help="Matching tolerance around each interval.")] = 10,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the scores as JSON.")] = None,

@@ -84,10 +84,14 @@ def evaluate_mowing(
     events_df
         ``parcel_id, start, end`` (dates or YYYY-MM-DD strings).
     truth_df
-        ``parcel_id, date``: one row per true mowing.
+        ``parcel_id, date``: one row per true mowing; a row without a date names a parcel that was not
+        mowed (so that a truth file can list the whole scored set).
     timeseries_parcels
         The parcels the detector saw; those absent from the truth were not mowed. Default: the union of the
         parcels of ``events_df`` and ``truth_df``. Truth rows of parcels outside this set are not scored.
+        Without it, and without dateless truth rows, the never-mowed parcels without a detection are
+        unknown: the season specificity and balanced accuracy are then NaN (with a warning), not a
+        figure biased towards 0.
     tolerance_days
         Matching tolerance in days.
 
@@ -101,14 +105,23 @@ def evaluate_mowing(
     tr = _require(truth_df, ("parcel_id", "date"), "truth")
     ev["parcel_id"] = ev["parcel_id"].astype(str)
     tr["parcel_id"] = tr["parcel_id"].astype(str)
+    dateless = tr["date"].isna() | (tr["date"].astype(str).str.strip() == "")
+    listed_unmown = set(tr.loc[dateless, "parcel_id"])
+    tr = tr[~dateless].copy()
     for df, cols in ((ev, ("start", "end")), (tr, ("date",))):
         for c in cols:
             df[c] = pd.to_datetime(df[c]).to_numpy().astype("datetime64[D]")
     parcels = (
         {str(p) for p in timeseries_parcels}
         if timeseries_parcels is not None
-        else set(ev["parcel_id"]) | set(tr["parcel_id"])
+        else set(ev["parcel_id"]) | set(tr["parcel_id"]) | listed_unmown
     )
+    season_known = timeseries_parcels is not None or bool(listed_unmown)
+    if not season_known:
+        logger.warning(
+            "season specificity needs the parcels the detector saw: pass the time series (--timeseries) "
+            "or list the never-mowed parcels in the truth with an empty date; reported as NaN"
+        )
     unscored = sorted(set(tr["parcel_id"]) - parcels)
     if unscored:
         logger.warning("truth names %d parcel(s) absent from the time series; not scored", len(unscored))
@@ -146,7 +159,7 @@ def evaluate_mowing(
     recall = tp / (tp + fn) if tp + fn else float("nan")
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
     sens = s_tp / (s_tp + s_fn) if s_tp + s_fn else float("nan")
-    spec = s_tn / (s_tn + s_fp) if s_tn + s_fp else float("nan")
+    spec = s_tn / (s_tn + s_fp) if season_known and s_tn + s_fp else float("nan")
     return {
         "tp": tp,
         "fp": fp,
@@ -157,7 +170,8 @@ def evaluate_mowing(
         "n_parcels": len(parcels),
         "season_sensitivity": sens,
         "season_specificity": spec,
-        "season_balanced_accuracy": float(np.nanmean([sens, spec])),
+        # One class only (no never-mowed parcel): the sensitivity alone; unknown specificity: NaN.
+        "season_balanced_accuracy": float(np.nanmean([sens, spec])) if season_known else float("nan"),
         "n_truth_parcels_unscored": len(unscored),
         "tolerance_days": tolerance_days,
     }

@@ -10,6 +10,7 @@ from s3tr.markers.evaluate import (
     evaluate_crop,
     evaluate_crop_files,
     evaluate_mowing,
+    evaluate_mowing_files,
     expected_calibration_error,
     match_events,
 )
@@ -43,6 +44,29 @@ def test_evaluate_mowing_counts_and_season():
     assert r["season_sensitivity"] == 0.5 and r["season_specificity"] == 0.5
     assert r["n_truth_parcels_unscored"] == 1
     assert evaluate_mowing(events, truth, ["a"], tolerance_days=0)["tp"] == 0
+
+
+def test_truth_rows_without_a_date_name_the_never_mowed_parcels(tmp_path, caplog):
+    events = pd.DataFrame(
+        {"parcel_id": ["a", "a", "c"], "start": ["2023-06-01", "2023-08-01", "2023-07-01"]}
+    ).assign(end=["2023-06-06", "2023-08-06", "2023-07-06"])
+    mowed = pd.DataFrame({"parcel_id": ["a", "b"], "date": ["2023-06-10", "2023-07-01"]})
+    listed = pd.concat([mowed, pd.DataFrame({"parcel_id": ["c", "d"], "date": [None, ""]})])
+    with_series = evaluate_mowing(events, mowed, ["a", "b", "c", "d"])
+    from_truth = evaluate_mowing(events, listed)
+    for key in ("tp", "fp", "fn", "n_parcels", "season_sensitivity", "season_specificity"):
+        assert from_truth[key] == with_series[key], key
+    assert from_truth["season_balanced_accuracy"] == pytest.approx(0.5)
+    # through the CSV files, as `s3tr evaluate mowing --events E --truth T` reads them
+    events.to_csv(tmp_path / "e.csv", index=False)
+    listed.to_csv(tmp_path / "t.csv", index=False)
+    files = evaluate_mowing_files(tmp_path / "e.csv", tmp_path / "t.csv")
+    assert files["season_specificity"] == 0.5 and files["n_parcels"] == 4
+    # Neither the series nor dateless rows: the never-mowed parcels without a detection are unknown.
+    alone = evaluate_mowing(events, mowed)
+    assert np.isnan(alone["season_specificity"]) and np.isnan(alone["season_balanced_accuracy"])
+    assert alone["season_sensitivity"] == 0.5 and alone["f1"] == with_series["f1"]
+    assert "--timeseries" in caplog.text
 
 
 def test_ece_and_crop_scores(tmp_path):
