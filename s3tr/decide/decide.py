@@ -43,7 +43,7 @@ from s3tr.decide.rules import RuleSet
 from s3tr.errors import ConfigError
 from s3tr.frames import records
 
-__all__ = ["DECISION_COLUMNS", "decide", "normalise_group"]
+__all__ = ["DECISION_COLUMNS", "crop_model_facts", "decide", "normalise_group"]
 
 logger = logging.getLogger(__name__)
 
