@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from s3tr.review import list_cases, make_engine, sync_decisions
 from s3tr.review.cases import count_rows
@@ -67,7 +67,18 @@ def test_eight_processes_upserting_overlapping_batches(engine, db_url: str, fact
 
 def _slow_sync(url: str, batch: pd.DataFrame, started) -> None:  # type: ignore[no-untyped-def]
     engine = make_engine(url)
-    started.set()
+    writes = []
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _stall_after_writes(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        # Stall once rows are written inside the open transaction, so the kill lands there on any
+        # machine (a fixed sleep let a fast machine finish the whole sync first).
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            writes.append(statement)
+            if len(writes) == 3:
+                started.set()
+                time.sleep(120)
+
     sync_decisions(engine, batch, run_id="doomed", now=NOW)
     os._exit(0)
 
@@ -79,12 +90,11 @@ def test_process_killed_mid_sync_leaves_a_consistent_database(engine, db_url: st
     started = ctx.Event()
     proc = ctx.Process(target=_slow_sync, args=(db_url, decisions, started))
     proc.start()
-    assert started.wait(30)
-    time.sleep(0.8)  # well inside the transaction (a full sync of this batch takes several seconds)
+    assert started.wait(60), "the sync wrote nothing"
     still_running = proc.exitcode is None
     os.kill(proc.pid, signal.SIGKILL)
     proc.join(30)
-    assert still_running, "the sync finished before it could be killed: make the batch bigger"
+    assert still_running, "the sync finished before it could be killed"
     assert proc.exitcode == -signal.SIGKILL
 
     # all or nothing: the killed transaction left no partial rows
