@@ -205,7 +205,7 @@ def nightly(
                 since=since_date,
                 retry_failed=retry_failed,
                 scheduler=scheduler or cfg.scheduler,
-                post_steps=default_post_steps(cfg),
+                post_steps=default_post_steps(cfg, scheduler=scheduler or cfg.scheduler),
             )
         report = write_report(result, Path(workdir) / "report.html")
     except S3trError as exc:

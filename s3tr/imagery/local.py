@@ -26,11 +26,15 @@ from s3tr.grid import Grid
 from s3tr.imagery._reader import StacItemReader, filter_acquisitions
 from s3tr.imagery.base import Acquisition, acquisition_from_item
 
-__all__ = ["LocalStacSource"]
+__all__ = ["LocalStacSource", "cached_source"]
 
 logger = logging.getLogger(__name__)
 
 _CATALOG_NAMES = ("catalog.json", "collection.json")
+
+# One source per catalog per process: a Dask worker runs many tasks on the same catalog.
+_CACHED: dict[str, LocalStacSource] = {}
+_CACHED_LOCK = threading.Lock()
 
 
 class LocalStacSource(StacItemReader):
@@ -215,3 +219,17 @@ class LocalStacSource(StacItemReader):
         if parsed.scheme == "file":
             return parsed.path
         return str(href)
+
+
+def cached_source(catalog: str | Path) -> LocalStacSource:
+    """The process's :class:`LocalStacSource` of ``catalog``, created on first use.
+
+    For tasks on Dask workers: a task carries the catalog path (a source holds a lock and its
+    scanned listing, so it is not sent through the scheduler) and the worker keeps one source per
+    catalog for all its tasks.
+    """
+    key = str(catalog)
+    with _CACHED_LOCK:
+        if key not in _CACHED:
+            _CACHED[key] = LocalStacSource(key)
+        return _CACHED[key]

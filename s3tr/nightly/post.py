@@ -35,8 +35,16 @@ def _guarded(name: str, fn: Callable[[RunResult, Engine], None]) -> PostStep:
     return step
 
 
-def chips_step(config: RunConfig) -> PostStep:
-    """Cut the image chips of the parcels with an active case (for the instructors' console)."""
+def chips_step(config: RunConfig, *, scheduler: str | None = None) -> PostStep:
+    """Cut the image chips of the parcels with an active case (for the instructors' console).
+
+    With a ``scheduler`` (the run's Dask cluster) each acquisition is cut by a task there, as the
+    extraction is: the first night of a national season opens about a million cases. Without one,
+    threads of the run process cut them (a run's LocalCluster is closed by then, and starting one
+    costs more than a usual night's few new chips).
+    """
+    from contextlib import nullcontext
+
     from s3tr.decide.rules import load_ruleset
     from s3tr.imagery.local import LocalStacSource
     from s3tr.review.chips import write_case_chips
@@ -48,13 +56,21 @@ def chips_step(config: RunConfig) -> PostStep:
             if "commune" in parcels.columns
             else {}
         )
-        done = write_case_chips(
-            Path(result.workdir),
-            LocalStacSource(config.catalog),
-            db_url=engine.url.render_as_string(hide_password=False),
-            communes=communes,
-            ruleset=load_ruleset(config.campaign, config.region),
-        )
+        if scheduler:
+            from s3tr.nightly.cluster import dask_client
+
+            cluster = dask_client(scheduler, workers=config.workers)
+        else:
+            cluster = nullcontext(None)
+        with cluster as client:
+            done = write_case_chips(
+                Path(result.workdir),
+                LocalStacSource(config.catalog),
+                db_url=engine.url.render_as_string(hide_password=False),
+                communes=communes,
+                ruleset=load_ruleset(config.campaign, config.region),
+                client=client,
+            )
         # A parcel without a clear date to show is not a failure of the run: the console draws its outline.
         log.info(
             "chips: %d parcels, %d written, %d kept, %d without a chip",
@@ -78,6 +94,8 @@ def notify_step() -> PostStep:
     return _guarded("notify", run)
 
 
-def default_post_steps(config: RunConfig, *, notify: bool = True) -> list[PostStep]:
-    """Chips, then (unless ``notify`` is False) notification delivery."""
-    return [chips_step(config), *([notify_step()] if notify else [])]
+def default_post_steps(
+    config: RunConfig, *, notify: bool = True, scheduler: str | None = None
+) -> list[PostStep]:
+    """Chips (cut on the Dask cluster at ``scheduler`` if one is given), then notifications if ``notify``."""
+    return [chips_step(config, scheduler=scheduler), *([notify_step()] if notify else [])]

@@ -32,14 +32,13 @@ from s3tr.extract import ParcelRaster
 from s3tr.grid import Grid
 from s3tr.imagery.base import Acquisition
 from s3tr.imagery.indices import bands_for, compute_indices
-from s3tr.imagery.local import LocalStacSource
+from s3tr.imagery.local import cached_source
 from s3tr.imagery.masks import valid_mask
 from s3tr.nightly.faults import fault_point
 
 __all__ = ["ItemOutcome", "TaskSpec", "extract_item", "save_raster"]
 
 # Per worker process caches (a worker runs many tasks of the same tile and catalog).
-_SOURCES: dict[str, LocalStacSource] = {}
 _RASTERS: dict[str, ParcelRaster] = {}
 
 
@@ -85,12 +84,6 @@ def _raster(path: str) -> ParcelRaster:
     return _RASTERS[path]
 
 
-def _source(catalog: str) -> LocalStacSource:
-    if catalog not in _SOURCES:
-        _SOURCES[catalog] = LocalStacSource(catalog)
-    return _SOURCES[catalog]
-
-
 def extract_item(spec: TaskSpec) -> ItemOutcome:
     """Read, mask, compute indices and reduce one acquisition per parcel (runs on a Dask worker).
 
@@ -110,7 +103,8 @@ def extract_item(spec: TaskSpec) -> ItemOutcome:
     t0 = time.perf_counter()
     raster = _raster(spec.raster_path)
     try:
-        reflectance, scl = _source(spec.catalog).read_with_scl(acq, bands_for(spec.indices), grid=spec.grid)
+        source = cached_source(spec.catalog)
+        reflectance, scl = source.read_with_scl(acq, bands_for(spec.indices), grid=spec.grid)
     except S3trError as exc:
         return ItemOutcome(acq.id, acq.tile, None, error=str(exc), timings={"read": time.perf_counter() - t0})
     t1 = time.perf_counter()

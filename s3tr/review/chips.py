@@ -22,10 +22,12 @@ the latest clear acquisition. They are written with a JSON index under
 
 Chips keep the native 20 m pixels (the browser scales them up): a 300 m parcel gives a chip of
 about 25 x 25 pixels and 1-2 kB. A rerun rewrites nothing that exists: PNG files already present
-are kept, and index files are only rewritten when their content changes. The windows of all the
-parcels that want one acquisition are read together, each COG opened once. A parcel that fails (no
-geometry, no imagery) or an unreadable raster is recorded in :attr:`ChipsResult.problems`; the other
-parcels and the parcel's other dates go on.
+are kept (each is written whole or not at all, so none is truncated), and index files are only
+rewritten when their content changes. The windows of all the parcels that want one acquisition are
+read together, each COG opened once; the acquisitions are cut by threads of this process or, given
+a Dask client, by tasks on its cluster. A parcel that fails (no geometry, no imagery) or an
+unreadable raster is recorded in :attr:`ChipsResult.problems`; the other parcels and the parcel's
+other dates go on.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
@@ -59,6 +61,7 @@ from s3tr.extract.store import SeriesStore
 from s3tr.grid import Grid
 from s3tr.imagery._reader import filter_acquisitions
 from s3tr.imagery.base import Acquisition, ImagerySource
+from s3tr.imagery.local import cached_source
 from s3tr.review.database import db_url_for, make_engine
 from s3tr.review.models import ACTIVE_STATES, Case, Decision, Declaration
 
@@ -81,6 +84,8 @@ CHIP_KINDS = ("truecolor", "ndvi")
 #: SCL classes counted as clear (vegetation, bare soil, water, unclassified) for the fallback choice.
 _CLEAR_SCL = (4, 5, 6, 7)
 _INDEX = "index.json"
+#: Threads writing the parcels' index files (latency-bound on a network file system).
+_INDEX_WRITERS = 8
 
 
 @dataclass
@@ -358,9 +363,7 @@ def _write_if_changed(path: Path, data: dict[str, Any]) -> bool:
             return False
     except OSError:
         pass
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    _write_atomic(path, text.encode("utf-8"))
     return True
 
 
@@ -465,6 +468,7 @@ def write_case_chips(
     margin_m: float = 60.0,
     max_events: int = 4,
     workers: int | None = None,
+    client: Any = None,
 ) -> ChipsResult:
     """Cut the image chips of every parcel with an active case (see the module docstring).
 
@@ -486,6 +490,11 @@ def write_case_chips(
         Only the latest ``max_events`` events of a parcel get their before/after chips.
     workers
         Acquisitions cut at once (threads; default the number of cores, at most 4).
+    client
+        A Dask client: each acquisition is then cut by a task on the cluster (the workers read the
+        imagery, as for the extraction; ``source`` must be a
+        :class:`~s3tr.imagery.local.LocalStacSource` on storage they share) and this process writes
+        the files. Default: threads here.
 
     Returns
     -------
@@ -501,7 +510,6 @@ def write_case_chips(
     finally:
         engine.dispose()
     result = ChipsResult(parcels=len(parcels))
-    summary: dict[str, Any] = {}
     listing = _Listing(source, _wgs84_bounds(parcels))
     clear = _clear_dates_by_parcel(workdir, {p.id_parcel for p in parcels})
 
@@ -545,16 +553,17 @@ def write_case_chips(
             if shot.georef is None:
                 by_acquisition.setdefault(shot.acq.id, []).append((plan, shot))
 
-    # Acquisitions in parallel: decoding and PNG encoding release the GIL, opening files mostly does not.
-    with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
-        for counts in pool.map(
-            lambda jobs: _cut_acquisition(listing.source, jobs, margin_m), by_acquisition.values()
-        ):
-            result.written += counts.written
-            result.kept += counts.kept
-            result.problems += counts.problems
-    for plan in plans:
-        summary[plan.parcel.id_parcel] = _write_parcel_index(plan, communes or {})
+    groups = list(by_acquisition.values())
+    for done, (jobs, got) in enumerate(
+        _cut_groups(listing.source, groups, margin_m, client=client, workers=workers), 1
+    ):
+        _save_cuts(jobs, got, result)
+        if done % 500 == 0:
+            logger.info("chips: %d of %d acquisitions cut", done, len(groups))
+    # One small file per parcel: file system calls that wait, not compute, hence threads.
+    with ThreadPoolExecutor(max_workers=_INDEX_WRITERS) as pool:
+        entries = pool.map(lambda plan: _write_parcel_index(plan, communes or {}), plans)
+        summary = {plan.parcel.id_parcel: entry for plan, entry in zip(plans, entries, strict=True)}
     _write_if_changed(root / _INDEX, {"parcels": summary})
     logger.info(
         "chips: %d parcels, %d written, %d kept, %d problems",
@@ -604,7 +613,6 @@ def _plan(
     bbox = tuple(float(v) for v in geom.bounds)
     wanted = key_dates(clear, parcel.events, max_events=max_events) if clear else latest
     folder = parcel_chips_dir(workdir, parcel.id_parcel)
-    folder.mkdir(parents=True, exist_ok=True)
     known = _known_chips(folder)
     shots: list[_Shot] = []
     tile: str | None = None
@@ -629,39 +637,173 @@ def _plan(
     return _Plan(parcel, geom, folder, shots)
 
 
-def _cut_acquisition(source: Any, jobs: list[tuple[_Plan, _Shot]], margin_m: float) -> ChipsResult:
-    """Cut and write the chips of every parcel that wants one acquisition (one open per file)."""
-    counts = ChipsResult()
-    acq = jobs[0][1].acq
+@dataclass(frozen=True)
+class _Cut:
+    """One chip date of one parcel, as sent to a thread or a Dask worker (small and picklable)."""
+
+    id_parcel: str
+    geom: BaseGeometry  # WGS84
+    folder: Path
+    names: tuple[tuple[str, str], ...]  # (kind, file name) of each image of the date
+
+
+@dataclass
+class _Cuts:
+    """What :func:`_cut_acquisition` did: each cut's frame (None when it failed), files written and kept."""
+
+    frames: list[tuple[dict[str, Any], float] | None] = field(default_factory=list)  # georef, clear
+    written: int = 0
+    kept: int = 0
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _cut_acquisition(source: Any, acq: Acquisition, cuts: Sequence[_Cut], margin_m: float) -> _Cuts:
+    """Cut and write the chips of every parcel that wants ``acq`` (one open per file).
+
+    Runs in a thread of the run process or on a Dask worker: the workers write the files, so the
+    run process's file system calls do not grow with the chips (on a cluster the workdir must be
+    on storage the workers share, as for the extraction). Each file is written whole or not at
+    all; a retried task rewrites the same bytes.
+    """
+    out = _Cuts()
     framed = []
-    for plan, shot in jobs:
-        window = _outline_window(acq, plan.geom, margin_m)
+    for k, cut in enumerate(cuts):
+        window = _outline_window(acq, cut.geom, margin_m)
+        out.frames.append(None)
         if window is None:
-            counts.problems.append((plan.parcel.id_parcel, f"acquisition {acq.id} does not cover the parcel"))
+            out.problems.append((cut.id_parcel, f"acquisition {acq.id} does not cover the parcel"))
         else:
-            framed.append((plan, shot, *window))
+            framed.append((k, *window))
     try:
-        reads = _read_windows(source, acq, [w for _, _, w, _ in framed])
+        reads = _read_windows(source, acq, [w for _, w, _ in framed])
     except (S3trError, OSError, ValueError) as exc:
         # an unreadable acquisition costs its chips, not the parcels' other dates
         logger.warning("no chips from %s: %s", acq.id, exc)
-        counts.problems += [(plan.parcel.id_parcel, f"{type(exc).__name__}: {exc}") for plan, *_ in framed]
-        return counts
-    for (plan, shot, window, outline), (values, scl) in zip(framed, reads, strict=True):
-        images = {
-            "truecolor": lambda v=values: _truecolor_png(v[:3]),
-            "ndvi": lambda v=values: _ndvi_png(_ndvi(v[0], v[3])),
-        }
-        for kind, name in shot.names.items():
-            path = plan.folder / name
-            if path.is_file():
-                counts.kept += 1
-                continue
-            path.write_bytes(images[kind]())
-            counts.written += 1
-        shot.georef = _georef(window, outline)
-        shot.clear_fraction = float(np.isin(scl, _CLEAR_SCL).mean()) if scl.size else 0.0
-    return counts
+        out.problems += [(cuts[k].id_parcel, f"{type(exc).__name__}: {exc}") for k, *_ in framed]
+        return out
+    render = {
+        "truecolor": lambda v: _truecolor_png(v[:3]),
+        "ndvi": lambda v: _ndvi_png(_ndvi(v[0], v[3])),
+    }
+    for (k, window, outline), (values, scl) in zip(framed, reads, strict=True):
+        folder = cuts[k].folder
+        folder.mkdir(parents=True, exist_ok=True)
+        for kind, name in cuts[k].names:
+            if (folder / name).is_file():
+                out.kept += 1
+            else:
+                _write_atomic(folder / name, render[kind](values))
+                out.written += 1
+        clear = float(np.isin(scl, _CLEAR_SCL).mean()) if scl.size else 0.0
+        out.frames[k] = (_georef(window, outline), clear)
+    return out
+
+
+def _cut_on_worker(catalog: str, acq: Acquisition, cuts: Sequence[_Cut], margin_m: float) -> _Cuts:
+    """:func:`_cut_acquisition` as a Dask task: the worker opens the catalog itself (once per process)."""
+    return _cut_acquisition(cached_source(catalog), acq, cuts, margin_m)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write a whole file or nothing: a rerun keeps any chip file it finds, so none may be truncated."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _cut_groups(
+    source: Any,
+    groups: list[list[tuple[_Plan, _Shot]]],
+    margin_m: float,
+    *,
+    client: Any,
+    workers: int | None,
+) -> Iterator[tuple[list[tuple[_Plan, _Shot]], _Cuts | BaseException]]:
+    """Each acquisition group with what cutting it gave (or the error that stopped it), as they finish.
+
+    On ``client`` (Dask) each group is a task; otherwise a thread pool in this process.
+    """
+
+    def cuts(jobs: list[tuple[_Plan, _Shot]]) -> list[_Cut]:
+        return [
+            _Cut(plan.parcel.id_parcel, plan.geom, plan.folder, tuple(shot.names.items()))
+            for plan, shot in jobs
+        ]
+
+    if client is not None:
+        yield from _cut_on_cluster(client, source, groups, cuts, margin_m)
+        return
+
+    def run(jobs: list[tuple[_Plan, _Shot]]) -> _Cuts | BaseException:
+        try:
+            return _cut_acquisition(source, jobs[0][1].acq, cuts(jobs), margin_m)
+        except Exception as exc:
+            return exc
+
+    # Decoding and PNG encoding release the GIL, opening files mostly does not.
+    with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
+        yield from zip(groups, pool.map(run, groups), strict=True)
+
+
+def _cut_on_cluster(
+    client: Any,
+    source: Any,
+    groups: list[list[tuple[_Plan, _Shot]]],
+    cuts: Any,
+    margin_m: float,
+) -> Iterator[tuple[list[tuple[_Plan, _Shot]], _Cuts | BaseException]]:
+    """:func:`_cut_groups` on a Dask cluster, a bounded number of tasks in flight.
+
+    Bounded, so that the geometries of a national queue are never all on the scheduler at once.
+    """
+    from distributed import as_completed
+
+    catalog = getattr(source, "catalog_path", None)
+    if catalog is None:
+        raise ValueError(f"chips on a Dask cluster need a local STAC catalog, not {source!r}")
+    window = max(8, 4 * sum(client.nthreads().values()))
+    todo = iter(groups)
+    in_flight: dict[Any, list[tuple[_Plan, _Shot]]] = {}
+    finished = as_completed()
+
+    def submit_next() -> None:
+        jobs = next(todo, None)
+        if jobs is not None:
+            future = client.submit(
+                _cut_on_worker, str(catalog), jobs[0][1].acq, cuts(jobs), margin_m, pure=False, retries=2
+            )
+            in_flight[future] = jobs
+            finished.add(future)
+
+    for _ in range(window):
+        submit_next()
+    for future in finished:
+        jobs = in_flight.pop(future)
+        try:
+            got: _Cuts | BaseException = future.result()
+        except Exception as exc:  # a lost task (its worker killed past the retries) costs its chips only
+            got = exc
+        future.release()
+        submit_next()
+        yield jobs, got
+
+
+def _save_cuts(jobs: list[tuple[_Plan, _Shot]], got: _Cuts | BaseException, result: ChipsResult) -> None:
+    """Record what a group gave: counts, problems and the georeferencing of each shot."""
+    if isinstance(got, BaseException):
+        logger.warning("no chips from %s: %s", jobs[0][1].acq.id, got)
+        result.problems += [(plan.parcel.id_parcel, f"{type(got).__name__}: {got}") for plan, _ in jobs]
+        return
+    result.problems += got.problems
+    result.written += got.written
+    result.kept += got.kept
+    for (_, shot), frame in zip(jobs, got.frames, strict=True):
+        if frame is not None:
+            shot.georef, shot.clear_fraction = frame
 
 
 def _write_parcel_index(plan: _Plan, communes: dict[str, str]) -> dict[str, Any]:
@@ -681,6 +823,7 @@ def _write_parcel_index(plan: _Plan, communes: dict[str, str]) -> dict[str, Any]
         for kind, name in shot.names.items()
     ]
     pid = plan.parcel.id_parcel
+    plan.folder.mkdir(parents=True, exist_ok=True)
     index = {
         "id_parcel": pid,
         "campaign": plan.parcel.campaign,
@@ -764,7 +907,9 @@ def _latest_clear(
     return chosen
 
 
-def chips_for_run(config: Any, workdir: str | Path, *, db_url: str | None = None) -> ChipsResult:
+def chips_for_run(
+    config: Any, workdir: str | Path, *, db_url: str | None = None, client: Any = None
+) -> ChipsResult:
     """:func:`write_case_chips` for a nightly run configuration (its catalog, parcels and rule set).
 
     Parameters
@@ -774,6 +919,8 @@ def chips_for_run(config: Any, workdir: str | Path, *, db_url: str | None = None
         ``campaign``, ``region``).
     workdir, db_url
         As given to the run.
+    client
+        A Dask client to cut the acquisitions on (see :func:`write_case_chips`).
     """
     from s3tr.decide.rules import load_ruleset
     from s3tr.imagery.local import LocalStacSource
@@ -797,4 +944,4 @@ def chips_for_run(config: Any, workdir: str | Path, *, db_url: str | None = None
         logger.warning("chips: no rule set, control windows left out (%s)", exc)
         ruleset = None
     source = LocalStacSource(config.catalog)
-    return write_case_chips(workdir, source, db_url=db_url, communes=communes, ruleset=ruleset)
+    return write_case_chips(workdir, source, db_url=db_url, communes=communes, ruleset=ruleset, client=client)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import shutil
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -183,8 +185,34 @@ def test_a_day_is_listed_once_and_each_parcel_keeps_the_tiles_over_it(console_se
     assert source.listings == asked + 1
 
 
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    """A real LocalCluster of 2 worker processes (what a national run's chips are cut on)."""
+    from s3tr.nightly.cluster import dask_client
+
+    with dask_client(None, workers=2, processes=True, memory_limit="2GB") as client:
+        yield client
+
+
+def test_chips_cut_on_a_dask_cluster_equal_the_threads_ones(
+    work: Path, console_workdir: Path, console_season: Path, cluster: Any
+) -> None:
+    threads = _snapshot(chips_dir(console_workdir))
+    shutil.rmtree(chips_dir(work))
+    result = chips_for_run(demo_run_config(console_season, workers=1), work, client=cluster)
+    assert not result.problems and result.written == sum(1 for k in threads if k.endswith(".png"))
+    cut = _snapshot(chips_dir(work))
+    # the same files, byte for byte (the workers render, this process writes), and no temporary leftover
+    assert {k: v[1] for k, v in cut.items()} == {k: v[1] for k, v in threads.items()}
+    # a rerun on the cluster sends nothing to render and touches nothing
+    again = chips_for_run(demo_run_config(console_season, workers=1), work, client=cluster)
+    assert (again.written, again.kept) == (0, result.written)
+    assert _snapshot(chips_dir(work)) == cut
+
+
+@pytest.mark.parametrize("on_cluster", [False, True], ids=["threads", "cluster"])
 def test_an_unreadable_acquisition_costs_its_own_chips_only(
-    work: Path, console_season: Path, tmp_path: Path
+    work: Path, console_season: Path, tmp_path: Path, on_cluster: bool, request: pytest.FixtureRequest
 ) -> None:
     season = tmp_path / "demo"
     shutil.copytree(console_season, season)
@@ -198,7 +226,8 @@ def test_an_unreadable_acquisition_costs_its_own_chips_only(
     (cog,) = (season / "stac").rglob(f"{broken}/B04.tif")
     cog.write_bytes(cog.read_bytes()[:2000])
     shutil.rmtree(chips_dir(work))
-    result = chips_for_run(demo_run_config(season, workers=1), work)
+    client = request.getfixturevalue("cluster") if on_cluster else None
+    result = chips_for_run(demo_run_config(season, workers=1), work, client=client)
     assert {pid for pid, _ in result.problems} == victims
     assert all("B04.tif" in reason for _, reason in result.problems)
     for pid, index in before.items():

@@ -92,3 +92,29 @@ def test_a_failing_step_is_reported_and_the_others_still_run(small_season: Path,
     # The queue was committed, and the step after the failing one still ran (nothing left due).
     counts = _counts(work)
     assert counts["cases"] > 0 and counts.get("pending", 0) == 0
+
+
+def test_with_a_scheduler_the_chips_are_cut_on_its_cluster(small_season: Path, tmp_path: Path) -> None:
+    from s3tr.nightly.cluster import dask_client
+
+    config = load_run_config(write_config(small_season, tmp_path / "nightly.yaml"))
+    work = tmp_path / "work"
+    with dask_client(None, workers=2, processes=True, memory_limit="2GB") as client:
+        address = client.scheduler.address
+        result = run_pipeline(
+            config,
+            workdir=work,
+            scheduler=address,
+            post_steps=default_post_steps(config, scheduler=address, notify=False),
+        )
+        prefixes = client.run_on_scheduler(lambda dask_scheduler: set(dask_scheduler.task_prefixes))
+    assert result.status == "ok", result.failures
+    assert "cut_on_worker" in prefixes  # the acquisitions went to the cluster, not to local threads
+    engine = make_engine(db_url_for(work))
+    try:
+        active = set(list_cases(engine)["id_parcel"].astype(str))
+    finally:
+        engine.dispose()
+    with_chips = {p.parent.name for p in (work / "chips").glob("*/index.json")}
+    assert active and active <= with_chips
+    assert not list((work / "chips").rglob(".*.tmp-*"))
