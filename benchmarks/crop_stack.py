@@ -22,6 +22,20 @@ alone through the same logistic calibrator 0.773, ECE 0.029, coverage 0.445. Als
 protocol): a Gaussian kernel on the convolution features (0.776 alone, stack 0.789, but the model would keep
 10,752 float32 features per training row); a HYDRA-like dictionary-count transform with ridge (0.734 alone,
 stack +0.002); 8 biases instead of 4 (ridge 0.765, stack 0.780); another convolution seed (stack 0.780).
+
+Further heads measured on the same out-of-fold footing (2026-11-29, scratch runs; the stack is 0.786
+there, coverage 0.490 at precision 0.988), none adopted:
+
+- a TempCNN-like network in PyTorch (3 convolutions of 32 or 64 channels, kernel 5, batch norm,
+  dropout, a dense layer of 256; NDVI and its first difference; amplitude jitter; 60 or 40 epochs,
+  one-cycle AdamW; 45 to 200 s per fold on 2 cores): alone 0.775 (32 channels) and 0.781 (64);
+  stacked as ``log(p + 0.01)`` 0.790-0.792 (coverage 0.48-0.52, precision 0.984-0.990); two networks
+  averaged add nothing more (0.791). About +0.5 point, short of 0.80, for a PyTorch dependency
+  (about 700 MB) and 4-5 more minutes of training;
+- QUANT (interval quantiles + extremely randomised trees, aeon 1.6): alone 0.769, stacked +0.000;
+- MultiRocket-Hydra (aeon 1.6): alone 0.772, 645 s for 5 folds; its ridge gives no probabilities to
+  stack;
+- the trees trained on copies shifted by +-8 days: 0.760 alone, against 0.776.
 """
 
 from __future__ import annotations

@@ -30,6 +30,16 @@ def _counts(work: Path) -> dict[str, int]:
     return {"notifications": notifications, "cases": len(cases), **deliveries}
 
 
+def _assert_every_case_has_chips(work: Path) -> None:
+    engine = make_engine(db_url_for(work))
+    try:
+        active = set(list_cases(engine)["id_parcel"].astype(str))
+    finally:
+        engine.dispose()
+    with_chips = {p.parent.name for p in (work / "chips").glob("*/index.json")}
+    assert active and active <= with_chips
+
+
 def test_a_run_cuts_chips_for_its_cases_and_delivers_what_is_due(
     small_season: Path, tmp_path: Path, webhook: HttpReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -42,13 +52,7 @@ def test_a_run_cuts_chips_for_its_cases_and_delivers_what_is_due(
 
     counts = _counts(work)
     assert counts["cases"] > 0
-    engine = make_engine(db_url_for(work))
-    try:
-        active = set(list_cases(engine)["id_parcel"].astype(str))
-    finally:
-        engine.dispose()
-    with_chips = {p.parent.name for p in (work / "chips").glob("*/index.json")}
-    assert active and active <= with_chips
+    _assert_every_case_has_chips(work)
     index = json.loads(next((work / "chips").glob("*/index.json")).read_text())
     assert index  # a georeferenced index the console reads
 
@@ -110,11 +114,5 @@ def test_with_a_scheduler_the_chips_are_cut_on_its_cluster(small_season: Path, t
         prefixes = client.run_on_scheduler(lambda dask_scheduler: set(dask_scheduler.task_prefixes))
     assert result.status == "ok", result.failures
     assert "cut_on_worker" in prefixes  # the acquisitions went to the cluster, not to local threads
-    engine = make_engine(db_url_for(work))
-    try:
-        active = set(list_cases(engine)["id_parcel"].astype(str))
-    finally:
-        engine.dispose()
-    with_chips = {p.parent.name for p in (work / "chips").glob("*/index.json")}
-    assert active and active <= with_chips
+    _assert_every_case_has_chips(work)
     assert not list((work / "chips").rglob(".*.tmp-*"))
