@@ -37,6 +37,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -84,6 +85,9 @@ CHIP_KINDS = ("truecolor", "ndvi")
 #: SCL classes counted as clear (vegetation, bare soil, water, unclassified) for the fallback choice.
 _CLEAR_SCL = (4, 5, 6, 7)
 _INDEX = "index.json"
+#: Files being written, under the chips folder (no parcel's folder starts with a dot); emptied by each
+#: run, so a write killed half-way leaves nothing behind.
+_TMP = ".tmp"
 #: Threads writing the parcels' index files (latency-bound on a network file system).
 _INDEX_WRITERS = 8
 
@@ -379,14 +383,14 @@ def _active_parcels(engine: Any, ruleset: Any) -> list[_Parcel]:
     return list(out.values())
 
 
-def _write_if_changed(path: Path, data: dict[str, Any]) -> bool:
+def _write_if_changed(path: Path, data: dict[str, Any], tmp_dir: Path) -> bool:
     text = json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True)
     try:
         if path.read_text(encoding="utf-8") == text:
             return False
     except OSError:
         pass
-    _write_atomic(path, text.encode("utf-8"))
+    _write_atomic(path, text.encode("utf-8"), tmp_dir)
     return True
 
 
@@ -527,6 +531,9 @@ def write_case_chips(
     workdir = Path(workdir)
     root = chips_dir(workdir)
     root.mkdir(parents=True, exist_ok=True)
+    tmp_dir = root / _TMP
+    shutil.rmtree(tmp_dir, ignore_errors=True)  # what a killed run was writing
+    tmp_dir.mkdir()
     engine = make_engine(db_url or db_url_for(workdir))
     try:
         parcels = _active_parcels(engine, ruleset)
@@ -578,16 +585,17 @@ def write_case_chips(
 
     groups = list(by_acquisition.values())
     for done, (jobs, got) in enumerate(
-        _cut_groups(listing.source, groups, margin_m, client=client, workers=workers), 1
+        _cut_groups(listing.source, groups, margin_m, tmp_dir, client=client, workers=workers), 1
     ):
         _save_cuts(jobs, got, result)
         if done % 500 == 0:
             logger.info("chips: %d of %d acquisitions cut", done, len(groups))
     # One small file per parcel: file system calls that wait, not compute, hence threads.
     with ThreadPoolExecutor(max_workers=_INDEX_WRITERS) as pool:
-        entries = pool.map(lambda plan: _write_parcel_index(plan, communes or {}), plans)
+        entries = pool.map(lambda plan: _write_parcel_index(plan, communes or {}, tmp_dir), plans)
         summary = {plan.parcel.id_parcel: entry for plan, entry in zip(plans, entries, strict=True)}
-    _write_if_changed(root / _INDEX, {"parcels": summary})
+    _write_if_changed(root / _INDEX, {"parcels": summary}, tmp_dir)
+    tmp_dir.rmdir()  # empty: every write moved its file in, or removed it when it failed
     logger.info(
         "chips: %d parcels, %d written, %d kept, %d problems",
         result.parcels,
@@ -680,7 +688,9 @@ class _Cuts:
     problems: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _cut_acquisition(source: Any, acq: Acquisition, cuts: Sequence[_Cut], margin_m: float) -> _Cuts:
+def _cut_acquisition(
+    source: Any, acq: Acquisition, cuts: Sequence[_Cut], margin_m: float, tmp_dir: Path
+) -> _Cuts:
     """Cut and write the chips of every parcel that wants ``acq`` (one open per file).
 
     Runs in a thread of the run process or on a Dask worker: the workers write the files, so the
@@ -715,21 +725,23 @@ def _cut_acquisition(source: Any, acq: Acquisition, cuts: Sequence[_Cut], margin
             if (folder / name).is_file():
                 out.kept += 1
             else:
-                _write_atomic(folder / name, render[kind](values))
+                _write_atomic(folder / name, render[kind](values), tmp_dir)
                 out.written += 1
         clear = float(np.isin(scl, _CLEAR_SCL).mean()) if scl.size else 0.0
         out.frames[k] = (_georef(window, outline), clear)
     return out
 
 
-def _cut_on_worker(catalog: str, acq: Acquisition, cuts: Sequence[_Cut], margin_m: float) -> _Cuts:
+def _cut_on_worker(
+    catalog: str, acq: Acquisition, cuts: Sequence[_Cut], margin_m: float, tmp_dir: Path
+) -> _Cuts:
     """:func:`_cut_acquisition` as a Dask task: the worker opens the catalog itself (once per process)."""
-    return _cut_acquisition(cached_source(catalog), acq, cuts, margin_m)
+    return _cut_acquisition(cached_source(catalog), acq, cuts, margin_m, tmp_dir)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _write_atomic(path: Path, data: bytes, tmp_dir: Path) -> None:
     """Write a whole file or nothing: a rerun keeps any chip file it finds, so none may be truncated."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    tmp = tmp_dir / f"{path.parent.name}-{path.name}.{os.getpid()}-{threading.get_ident()}"
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
@@ -742,6 +754,7 @@ def _cut_groups(
     source: Any,
     groups: list[list[tuple[_Plan, _Shot]]],
     margin_m: float,
+    tmp_dir: Path,
     *,
     client: Any,
     workers: int | None,
@@ -751,19 +764,21 @@ def _cut_groups(
     On ``client`` (Dask) each group is a task; otherwise a thread pool in this process.
     """
 
-    def cuts(jobs: list[tuple[_Plan, _Shot]]) -> list[_Cut]:
-        return [
+    def task(jobs: list[tuple[_Plan, _Shot]]) -> tuple[Acquisition, list[_Cut], float, Path]:
+        """The arguments of :func:`_cut_acquisition` after the source, for one group."""
+        cuts = [
             _Cut(plan.parcel.id_parcel, plan.geom, plan.folder, tuple(shot.names.items()))
             for plan, shot in jobs
         ]
+        return jobs[0][1].acq, cuts, margin_m, tmp_dir
 
     if client is not None:
-        yield from _cut_on_cluster(client, source, groups, cuts, margin_m)
+        yield from _cut_on_cluster(client, source, groups, task)
         return
 
     def run(jobs: list[tuple[_Plan, _Shot]]) -> _Cuts | BaseException:
         try:
-            return _cut_acquisition(source, jobs[0][1].acq, cuts(jobs), margin_m)
+            return _cut_acquisition(source, *task(jobs))
         except Exception as exc:
             return exc
 
@@ -776,8 +791,7 @@ def _cut_on_cluster(
     client: Any,
     source: Any,
     groups: list[list[tuple[_Plan, _Shot]]],
-    cuts: Any,
-    margin_m: float,
+    task: Any,
 ) -> Iterator[tuple[list[tuple[_Plan, _Shot]], _Cuts | BaseException]]:
     """:func:`_cut_groups` on a Dask cluster, a bounded number of tasks in flight.
 
@@ -796,9 +810,7 @@ def _cut_on_cluster(
     def submit_next() -> None:
         jobs = next(todo, None)
         if jobs is not None:
-            future = client.submit(
-                _cut_on_worker, str(catalog), jobs[0][1].acq, cuts(jobs), margin_m, pure=False, retries=2
-            )
+            future = client.submit(_cut_on_worker, str(catalog), *task(jobs), pure=False, retries=2)
             in_flight[future] = jobs
             finished.add(future)
 
@@ -829,7 +841,7 @@ def _save_cuts(jobs: list[tuple[_Plan, _Shot]], got: _Cuts | BaseException, resu
             shot.georef, shot.clear_fraction = frame
 
 
-def _write_parcel_index(plan: _Plan, communes: dict[str, str]) -> dict[str, Any]:
+def _write_parcel_index(plan: _Plan, communes: dict[str, str], tmp_dir: Path) -> dict[str, Any]:
     """Write the parcel's index (the chips that exist) and return its entry in the run's index."""
     chips = [
         {
@@ -855,7 +867,7 @@ def _write_parcel_index(plan: _Plan, communes: dict[str, str]) -> dict[str, Any]
         "cases": plan.parcel.cases,
         "chips": chips,
     }
-    _write_if_changed(plan.folder / _INDEX, index)
+    _write_if_changed(plan.folder / _INDEX, index, tmp_dir)
     return {"commune": communes.get(pid), "chips": len(chips)}
 
 

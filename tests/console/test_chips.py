@@ -133,6 +133,20 @@ def test_rerun_rewrites_nothing_and_fills_gaps(work: Path, console_season: Path)
     assert {k: v for k, v in after.items() if k != lost} == {k: v for k, v in before.items() if k != lost}
 
 
+def test_a_write_killed_half_way_leaves_no_chip_and_no_leftover(work: Path, console_season: Path) -> None:
+    root = chips_dir(work)
+    victim = sorted(p for p in root.rglob("*_truecolor.png"))[0]
+    good = victim.read_bytes()
+    # what a SIGKILL during a write leaves: the chip file missing and a partial temporary file
+    victim.unlink()
+    (root / ".tmp").mkdir()
+    (root / ".tmp" / f"{victim.parent.name}-{victim.name}.999-1").write_bytes(good[:100])
+    result = chips_for_run(demo_run_config(console_season, workers=1), work)
+    assert result.written == 1 and victim.read_bytes() == good
+    assert not (root / ".tmp").exists()
+    assert {p.name for p in root.iterdir() if p.is_dir()} == _active_parcels(work)
+
+
 def test_a_parcel_without_geometry_is_reported_and_the_others_go_on(work: Path, console_season: Path) -> None:
     shutil.rmtree(chips_dir(work))
     victim = sorted(_active_parcels(work))[0]
@@ -204,7 +218,7 @@ def test_chips_cut_on_a_dask_cluster_equal_the_threads_ones(
     cut = _snapshot(chips_dir(work))
     # the same files, byte for byte (the workers render, this process writes), and no temporary leftover
     assert {k: v[1] for k, v in cut.items()} == {k: v[1] for k, v in threads.items()}
-    # a rerun on the cluster sends nothing to render and touches nothing
+    # a rerun on the cluster writes nothing and touches nothing
     again = chips_for_run(demo_run_config(console_season, workers=1), work, client=cluster)
     assert (again.written, again.kept) == (0, result.written)
     assert _snapshot(chips_dir(work)) == cut
