@@ -21,6 +21,18 @@ Data: ``../shared/data`` or ``$S3TR_REALDATA``.
   line is optimistic; chosen inside each fold by an inner grouped CV, the weighting gave event F1
   0.806/0.810/0.801 and season balanced accuracy 0.792/0.826/0.836 (seeds 0/1/2; shipped: 0.820/0.810/0.815
   and 0.800/0.800/0.809), hence off by default.
+  Why the season balanced accuracy stops near 0.80-0.83 (scratch runs, 2026-11-30; candidate scores out of
+  fold by site, thresholds scanned on all plot-years, so optimistic): of the 11 never-mowed plot-years with an
+  event, 8 have it inside a recorded grazing period (three at confidence 0.85-0.995: grazing removes the sward
+  as a cut does). Of the 51 mowed plot-years with no event, 25 have a recorded cut whose NDVI falls by less
+  than 0.1 between the clear dates around it (the next two), 11 a late cut (September-October, no regrowth
+  after it) and 8 a cloudy gap of over 20 days across it. Other candidate scorers on the same features:
+  gradient boosting (ROC AUC 0.919, event F1 0.811, season BA 0.797), extremely randomised trees (0.944,
+  0.820, 0.772), random forest (0.940, 0.813, 0.779), the logistic model with the day of year added (0.929,
+  0.829, 0.794; a calendar feature that another country's seasons would not share), against the logistic model
+  (0.925, 0.818, 0.783). With NDVI alone: logistic 0.838 / 0.701, gradient boosting 0.865 / 0.700, trees 0.880
+  / 0.713 (AUC / F1). A season decision on these scores cannot reach 0.85: the best balanced accuracy over all
+  thresholds of a plot-year's best candidate score is 0.817 (ROC AUC 0.868), of its noisy-or 0.834 (0.878).
 - Mowing, Slovak survey plots (``grassland_mowing/train``, 238 plot-years with a series, 3 regions): never
   used to fit anything, so an out-of-sample check of the shipped detector (the Sen4CAP-like baseline beside
   it). Sentinel-2 values there are one pixel per plot, not a polygon mean. Then whether the plots'
