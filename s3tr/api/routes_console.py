@@ -8,7 +8,6 @@ The console's own page and assets (``/console``) are mounted from :mod:`s3tr.con
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,7 +19,7 @@ from sqlalchemy import select
 
 from s3tr.api.deps import CurrentInstructor, SessionDep
 from s3tr.api.problems import ApiProblem, problem_responses
-from s3tr.api.views import case_in_department
+from s3tr.api.views import case_commune, case_in_department
 from s3tr.console import router as console_pages
 from s3tr.review.models import Case, User
 
@@ -92,20 +91,12 @@ def chip_file(
 
 
 @_api.get("/console/communes", responses=problem_responses(401, 403, 422))
-def communes(request: Request, user: CurrentInstructor, session: SessionDep) -> dict[str, str]:
+def communes(user: CurrentInstructor, session: SessionDep) -> dict[str, str]:
     """``id_parcel -> commune`` (INSEE code) of my department's cases, when the parcels file gave one."""
-    from s3tr.review.chips import chips_dir
-
-    workdir: Path | None = request.app.state.workdir
-    if workdir is None:
-        return {}
-    try:
-        data = json.loads((chips_dir(workdir) / "index.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    known = {k: v.get("commune") for k, v in (data.get("parcels") or {}).items() if isinstance(v, dict)}
-    mine = session.scalars(select(Case.id_parcel).where(Case.department == user.department).distinct()).all()
-    return {p: str(known[p]) for p in mine if known.get(p)}
+    rows = session.execute(
+        select(Case.id_parcel, case_commune()).where(Case.department == user.department).distinct()
+    ).all()
+    return {str(p): str(c) for p, c in rows if c}
 
 
 @_api.get("/console/instructors", responses=problem_responses(401, 403, 422))

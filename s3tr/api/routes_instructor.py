@@ -41,6 +41,7 @@ from s3tr.api.schemas import (
 )
 from s3tr.api.views import (
     aware,
+    case_commune,
     case_in_department,
     geojson,
     latest_declaration,
@@ -66,7 +67,7 @@ _IfMatch = Annotated[
 _ETAG = re.compile(r'^(?:W/)?"?(\d{1,12})"?$')
 
 
-def _case_out(case: Case) -> CaseOut:
+def _case_out(case: Case, commune: str | None = None) -> CaseOut:
     return CaseOut(
         case_id=case.case_id,
         campaign=case.campaign,
@@ -80,6 +81,7 @@ def _case_out(case: Case) -> CaseOut:
         priority=float(case.priority),
         deadline=case.deadline,
         department=case.department,
+        commune=commune,
         pacage=case.pacage,
         surf_parc=case.surf_parc,
         assigned_to=case.assigned_to,
@@ -114,9 +116,9 @@ def _scoped(session: Any, case_id: int, user: Any) -> Case:
 def _reply(response: Response, case: dict[str, Any] | Case, session: Any) -> CaseOut:
     cid = case["case_id"] if isinstance(case, dict) else case.case_id
     session.expire_all()
-    fresh = session.get(Case, cid)
+    fresh, commune = session.execute(select(Case, case_commune()).where(Case.case_id == cid)).one()
     response.headers["ETag"] = f'"{fresh.version}"'
-    return _case_out(fresh)
+    return _case_out(fresh, commune)
 
 
 @router.get("", response_model=CaseList, responses=problem_responses(401, 403, 422))
@@ -125,6 +127,9 @@ def queue(
     session: SessionDep,
     state: Annotated[CaseState | None, Query(description="Only cases in this state.")] = None,
     control: Annotated[str | None, Query(max_length=32, description="Only this control.")] = None,
+    commune: Annotated[
+        str | None, Query(max_length=5, description="Only parcels of this commune (INSEE code).")
+    ] = None,
     deadline_before: Annotated[
         date | None, Query(description="Only cases due on or before this date.")
     ] = None,
@@ -138,16 +143,23 @@ def queue(
         cond.append(Case.state == state.value)
     if control is not None:
         cond.append(Case.control == control)
+    if commune is not None:
+        cond.append(case_commune() == commune)
     if deadline_before is not None:
         cond.append(Case.deadline <= deadline_before)
     if active is not None:
         actives = [CaseState.OPEN.value, CaseState.PHOTO_REQUESTED.value, CaseState.PHOTO_RECEIVED.value]
         cond.append(Case.state.in_(actives) if active else Case.state.not_in(actives))
     total = session.scalar(select(func.count()).select_from(Case).where(*cond)) or 0
-    rows = session.scalars(
-        select(Case).where(*cond).order_by(Case.priority.desc(), Case.case_id).limit(limit).offset(offset)
+    rows = session.execute(
+        select(Case, case_commune())
+        .where(*cond)
+        .order_by(Case.priority.desc(), Case.case_id)
+        .limit(limit)
+        .offset(offset)
     ).all()
-    return CaseList(total=int(total), limit=limit, offset=offset, items=[_case_out(c) for c in rows])
+    items = [_case_out(c, m) for c, m in rows]
+    return CaseList(total=int(total), limit=limit, offset=offset, items=items)
 
 
 def _num(value: Any) -> float | None:
@@ -229,7 +241,7 @@ def case_detail(
         .order_by(AuditLog.id)
     ).all()
     visits = [_field_visit(a) for a in audit if a.action == "field_visit"]
-    base = _case_out(case).model_dump()
+    base = _case_out(case, decl.commune if decl is not None else None).model_dump()
     response.headers["ETag"] = f'"{case.version}"'
     return CaseDetail(
         **base,

@@ -350,6 +350,7 @@ class CaseOut(_Out):
     priority: float = Field(description="Amount at stake, EUR (higher first).")
     deadline: date | None
     department: str | None
+    commune: str | None = Field(None, description="INSEE code of the parcel's commune, when declared.")
     pacage: str | None
     surf_parc: float | None
     assigned_to: int | None

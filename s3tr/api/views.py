@@ -32,6 +32,7 @@ from s3tr.review.models import ACTIVE_STATES, Case, Decision, Declaration, Photo
 
 __all__ = [
     "aware",
+    "case_commune",
     "case_in_department",
     "flags_for",
     "latest_declaration",
@@ -134,6 +135,19 @@ def latest_declaration(
     if decl is None or (pacage is not None and decl.pacage != pacage):
         return None
     return decl
+
+
+def case_commune() -> Any:
+    """The commune of a case's parcel (INSEE code of its latest declaration, or NULL), as a scalar
+    subquery correlated with :class:`~s3tr.review.models.Case`: a column to select beside a case or
+    to filter the queue on."""
+    return (
+        select(Declaration.commune)
+        .where(Declaration.campaign == Case.campaign, Declaration.id_parcel == Case.id_parcel)
+        .order_by(Declaration.version.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
 
 
 def farmer_declarations(session: Session, pacage: str) -> list[Declaration]:

@@ -18,7 +18,7 @@ the latest clear acquisition. They are written with a JSON index under
     plus ``outline_px``, the parcel outline in chip pixels.
 
 ``<workdir>/chips/index.json`` maps every parcel that has chips to its commune and chip count
-(read by the console for its commune filter).
+(the console's commune filter reads the communes stored with the declarations, chips or not).
 
 Chips keep the native 20 m pixels (the browser scales them up): a 300 m parcel gives a chip of
 about 25 x 25 pixels and 1-2 kB. A rerun rewrites nothing that exists: PNG files already present
@@ -508,7 +508,7 @@ def write_case_chips(
     db_url
         The review database (default: SQLite in ``<workdir>/s3tr.db``).
     communes
-        ``id_parcel -> INSEE commune code``, recorded in the indexes (for the console's filter).
+        ``id_parcel -> INSEE commune code``, recorded in the indexes.
     ruleset
         The campaign's :class:`~s3tr.decide.rules.RuleSet`, to record the control windows.
     margin_m

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, bindparam, func, insert, select, update
 
 from s3tr.decide.controls import controls_for
 from s3tr.decide.rules import load_ruleset
@@ -92,6 +92,11 @@ def _record(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _commune(row: dict[str, Any]) -> str | None:
+    value = _norm(row.get("commune"))
+    return None if value is None or not str(value).strip() else str(value).strip()[:5]
+
+
 def _latest(conn, campaign: int, parcels: list[str]) -> pd.DataFrame:  # type: ignore[no-untyped-def]
     t = table_of(Declaration)
     latest = (
@@ -100,14 +105,14 @@ def _latest(conn, campaign: int, parcels: list[str]) -> pd.DataFrame:  # type: i
         .group_by(t.c.id_parcel)
         .subquery()
     )
-    base = select(t.c.id, t.c.id_parcel, t.c.version, *(t.c[f] for f in DECLARED_FIELDS)).join(
+    base = select(t.c.id, t.c.id_parcel, t.c.version, *(t.c[f] for f in DECLARED_FIELDS), t.c.commune).join(
         latest, (t.c.id_parcel == latest.c.id_parcel) & (t.c.version == latest.c.v)
     )
     base = base.where(t.c.campaign == campaign)
     rows = []
     for stmt in _for_parcels(conn, base, t.c.id_parcel, parcels):
         rows.extend(conn.execute(stmt).all())
-    return pd.DataFrame(rows, columns=["id", "id_parcel", "version", *DECLARED_FIELDS])
+    return pd.DataFrame(rows, columns=["id", "id_parcel", "version", *DECLARED_FIELDS, "commune"])
 
 
 def sync_declarations(
@@ -125,7 +130,8 @@ def sync_declarations(
     parcels
         The validated parcels (``id_parcel, code_cultu, code_group, surf_parc, pacage,
         department`` and ``campaign`` unless given); a ``geometry`` column, when present, is
-        stored as WKT with the frame's CRS.
+        stored as WKT with the frame's CRS. A ``commune`` column (INSEE code), when present, is
+        stored too; a parcel whose commune alone changed is updated in place, not versioned.
     """
     when = now or datetime.now(UTC)
     df = pd.DataFrame(parcels).copy()
@@ -135,6 +141,8 @@ def sync_declarations(
     if "geometry" in df.columns and getattr(parcels, "crs", None) is not None:
         crs = parcels.crs.to_string()[:32]
     df["id_parcel"] = df["id_parcel"].astype(str)
+    # Without the column, the stored communes are kept as they are (a file that does not say says nothing).
+    has_commune = "commune" in df.columns
 
     def attempt() -> DeclarationSummary:
         new = changed = unchanged = 0
@@ -143,12 +151,16 @@ def sync_declarations(
                 camp = int(camp)
                 latest = _latest(conn, camp, sorted(part["id_parcel"].unique()))
                 known = {r["id_parcel"]: r for r in latest.to_dict("records")}
-                rows, audit = [], []
+                rows, audit, moved = [], [], []
                 for rec in part.to_dict("records"):
                     fields = _record(rec)
                     old = known.get(rec["id_parcel"])
+                    kept = None if old is None else _norm(old["commune"])
+                    commune = _commune(rec) if has_commune else kept
                     if old is not None and all(_norm(old[f]) == _norm(fields[f]) for f in DECLARED_FIELDS):
                         unchanged += 1
+                        if commune != kept:
+                            moved.append({"_id": int(old["id"]), "_commune": commune})
                         continue
                     version = 1 if old is None else int(old["version"]) + 1
                     new, changed = (new + 1, changed) if old is None else (new, changed + 1)
@@ -159,6 +171,7 @@ def sync_declarations(
                             "id_parcel": rec["id_parcel"],
                             "version": version,
                             **fields,
+                            "commune": commune,
                             "geometry_wkt": None if geom is None else geom.wkt,
                             "crs": crs,
                             "source": "declaration",
@@ -181,6 +194,11 @@ def sync_declarations(
                     )
                 for chunk in _chunks(rows):
                     conn.execute(insert(table_of(Declaration)), list(chunk))
+                if moved:
+                    t = table_of(Declaration)
+                    stmt = update(t).where(t.c.id == bindparam("_id")).values(commune=bindparam("_commune"))
+                    for chunk in _chunks(moved):
+                        conn.execute(stmt, list(chunk))
                 for chunk in _chunks(audit, 5000):
                     conn.execute(insert(table_of(AuditLog)), list(chunk))
         return DeclarationSummary(new, changed, unchanged)
@@ -256,6 +274,7 @@ def record_correction(
                     id_parcel=str(id_parcel),
                     version=version,
                     **fields,
+                    commune=_norm(old["commune"]),
                     source="correction",
                     created_at=when,
                 )

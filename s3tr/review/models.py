@@ -113,6 +113,9 @@ class Declaration(Base):
     surf_parc: Mapped[float | None] = mapped_column(Float)
     pacage: Mapped[str | None] = mapped_column(String(9))
     department: Mapped[str | None] = mapped_column(String(3))
+    # Where the parcel lies (INSEE code), when the parcels file says: descriptive, for the instructors'
+    # filters; not a declared attribute, so a change updates it in place rather than adding a version.
+    commune: Mapped[str | None] = mapped_column(String(5))
     geometry_wkt: Mapped[str | None] = mapped_column(Text)
     crs: Mapped[str | None] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(16))  # "declaration" | "correction"

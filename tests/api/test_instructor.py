@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from s3tr.review.models import AuditLog, Case
+from s3tr.review.models import AuditLog, Case, Declaration
 from tests.api.support import PACAGE_A, Env, first_case
 
 
@@ -34,6 +34,33 @@ def test_queue_filters_sort_and_pagination(env: Env) -> None:
     assert c.get("/api/v1/cases", params={"state": "decided"}, headers=h).json()["total"] == 0
     assert c.get("/api/v1/cases", params={"state": "nonsense"}, headers=h).status_code == 422
     assert c.get("/api/v1/cases", params={"limit": 0}, headers=h).status_code == 422
+
+
+def test_queue_filters_by_the_declared_commune(any_env: Env) -> None:
+    env = any_env
+    c, h = env.client, env.h("instr_86")
+    with Session(env.engine) as s:
+        cases = s.execute(select(Case.case_id, Case.id_parcel).where(Case.department == "86")).all()
+        here = set(sorted({p for _, p in cases})[::2])  # these lie in commune 86194, the others declare none
+        s.execute(update(Declaration).where(Declaration.id_parcel.in_(here)).values(commune="86194"))
+        s.commit()
+    expected = sorted(cid for cid, p in cases if p in here)
+    page = c.get("/api/v1/cases", params={"commune": "86194", "limit": 500}, headers=h).json()
+    assert page["total"] == len(expected) > 0
+    assert sorted(i["case_id"] for i in page["items"]) == expected
+    assert {i["commune"] for i in page["items"]} == {"86194"}
+    # Combined with another filter, and paged: the total counts the filtered cases, not the page.
+    first = c.get("/api/v1/cases", params={"commune": "86194", "limit": 1}, headers=h).json()
+    assert first["total"] == len(expected) and len(first["items"]) == 1
+    full = c.get("/api/v1/cases", params={"limit": 500}, headers=h).json()["items"]
+    assert {i["commune"] for i in full if i["id_parcel"] not in here} == {None}
+    assert c.get("/api/v1/cases", params={"commune": "00000"}, headers=h).json()["total"] == 0
+    assert c.get("/api/v1/cases", params={"commune": "861940"}, headers=h).status_code == 422
+    assert c.get(f"/api/v1/cases/{expected[0]}", headers=h).json()["commune"] == "86194"
+    # The console's commune list comes from the same declarations, chips or not.
+    communes = c.get("/api/v1/console/communes", headers=h).json()
+    assert communes == {p: "86194" for p in here}
+    assert c.get("/api/v1/console/communes", headers=env.h("instr_79")).json() == {}
 
 
 def test_field_visit_decide_reopen_with_if_match(env: Env) -> None:

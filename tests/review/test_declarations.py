@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pandas as pd
 import pytest
 from sqlalchemy import select
 
@@ -42,6 +43,35 @@ def test_versions_are_added_only_on_change(engine, factories) -> None:  # type: 
             )
         ).all()
     assert sorted(v for v, _ in versions) == [1, 2]  # the first version is kept as it was
+
+
+def test_commune_is_stored_and_updated_in_place(engine, factories) -> None:  # type: ignore[no-untyped-def]
+    parcels = factories.parcels(4)
+    parcels["commune"] = ["86194", "86066", None, "2A004"]
+    sync_declarations(engine, parcels, run_id="n1", now=NOW)
+
+    def communes() -> dict[str, str | None]:
+        current = current_declarations(engine, 2025)
+        pairs = zip(current["id_parcel"], current["commune"], strict=True)
+        return {p: None if pd.isna(c) else c for p, c in pairs}
+
+    pids = list(parcels["id_parcel"])
+    assert communes() == dict(zip(pids, ["86194", "86066", None, "2A004"], strict=True))
+    # A commune alone changing is no new declaration: updated in place.
+    parcels.loc[1, "commune"], parcels.loc[2, "commune"] = "86194", "86066"
+    moved = sync_declarations(engine, parcels, run_id="n2", now=NOW)
+    assert (moved.new, moved.changed, moved.unchanged) == (0, 0, 4)
+    assert count_rows(engine, "declarations") == 4
+    assert communes() == dict(zip(pids, ["86194", "86194", "86066", "2A004"], strict=True))
+    # A file without the column says nothing about communes: they are kept, on new versions too.
+    silent = parcels.drop(columns=["commune"])
+    silent.loc[0, "surf_parc"] = silent.loc[0, "surf_parc"] + 1.0
+    assert sync_declarations(engine, silent, run_id="n3", now=NOW).changed == 1
+    assert communes() == dict(zip(pids, ["86194", "86194", "86066", "2A004"], strict=True))
+    # So does a farmer's correction.
+    record_correction(engine, campaign=2025, id_parcel=pids[3], changes={"surf_parc": 1.5}, submitted_by="t")
+    current = current_declarations(engine, 2025).set_index("id_parcel")
+    assert current.loc[pids[3], "version"] == 2 and current.loc[pids[3], "commune"] == "2A004"
 
 
 def test_correction_pph_to_bth_cancels_grassland_cases(engine, factories) -> None:  # type: ignore[no-untyped-def]

@@ -224,11 +224,12 @@
     if (f.state === "active") params.set("active", "true");
     else if (f.state !== "all") params.set("state", f.state);
     if (f.control) params.set("control", f.control);
+    if (f.commune) params.set("commune", f.commune);
     if (f.deadline) params.set("deadline_before", f.deadline);
     const items = [];
     let total = 0;
-    // the API pages by 500; a department's queue is read whole (capped) so the commune filter
-    // and the counts cover every case
+    // the API pages by 500 and filters (commune included); the queue is read whole (capped), the
+    // count is the API's total
     for (let offset = 0; offset < 5000; offset += 500) {
       params.set("limit", "500");
       params.set("offset", String(offset));
@@ -237,9 +238,9 @@
       items.push(...page.items);
       if (items.length >= total || page.items.length === 0) break;
     }
-    state.queue = f.commune ? items.filter((c) => state.communes[c.id_parcel] === f.commune) : items;
+    state.queue = items;
     state.selected = Math.min(state.selected, Math.max(0, state.queue.length - 1));
-    renderQueue(f.commune ? state.queue.length : total);
+    renderQueue(total);
   }
 
   function renderQueue(total) {
@@ -253,7 +254,7 @@
         el("td", {}, el("a", { href: `#/cas/${c.case_id}`, text: c.id_parcel })),
         el("td", { text: CONTROLS[c.control] || c.control }),
         el("td", { text: STATES[c.state] || c.state }),
-        el("td", { text: state.communes[c.id_parcel] || "—" }),
+        el("td", { text: c.commune || "—" }),
         el("td", { text: fmtDate(c.deadline) }),
         el("td", { text: (c.reasons || []).map((r) => REASONS[r] || r).join(", "), title: (c.reasons || []).join(", ") }),
       );
@@ -330,7 +331,7 @@
       ["Échéance", fmtDate(c.deadline)],
       ["PACAGE", c.pacage || "—"],
       ["Surface", c.surf_parc ? `${c.surf_parc.toLocaleString("fr-FR")} ha` : "—"],
-      ["Commune", (state.chips && state.chips.commune) || state.communes[c.id_parcel] || "—"],
+      ["Commune", c.commune || (state.chips && state.chips.commune) || "—"],
       ["Campagne", String(c.campaign)],
       ["Version", String(c.version)],
     ];
