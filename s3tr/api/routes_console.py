@@ -19,9 +19,9 @@ from sqlalchemy import select
 
 from s3tr.api.deps import CurrentInstructor, SessionDep
 from s3tr.api.problems import ApiProblem, problem_responses
-from s3tr.api.views import case_commune, case_in_department
+from s3tr.api.views import case_in_department
 from s3tr.console import router as console_pages
-from s3tr.review.models import Case, User
+from s3tr.review.models import Case, Declaration, User
 
 __all__ = ["router"]
 
@@ -93,8 +93,13 @@ def chip_file(
 @_api.get("/console/communes", responses=problem_responses(401, 403, 422))
 def communes(user: CurrentInstructor, session: SessionDep) -> dict[str, str]:
     """``id_parcel -> commune`` (INSEE code) of my department's cases, when the parcels file gave one."""
+    # A join, not the per-case subquery: every version of a declaration carries the current commune.
+    same_parcel = (Declaration.campaign == Case.campaign) & (Declaration.id_parcel == Case.id_parcel)
     rows = session.execute(
-        select(Case.id_parcel, case_commune()).where(Case.department == user.department).distinct()
+        select(Case.id_parcel, Declaration.commune)
+        .join(Declaration, same_parcel)
+        .where(Case.department == user.department, Declaration.commune.is_not(None))
+        .distinct()
     ).all()
     return {str(p): str(c) for p, c in rows if c}
 

@@ -44,6 +44,7 @@ from s3tr.api.views import (
     case_commune,
     case_in_department,
     geojson,
+    in_commune,
     latest_declaration,
     outline_wgs84,
     photo_out,
@@ -144,7 +145,7 @@ def queue(
     if control is not None:
         cond.append(Case.control == control)
     if commune is not None:
-        cond.append(case_commune() == commune)
+        cond.append(in_commune(commune))
     if deadline_before is not None:
         cond.append(Case.deadline <= deadline_before)
     if active is not None:

@@ -16,7 +16,7 @@ from pyproj import Transformer
 from shapely import wkt as shapely_wkt
 from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import Connection, and_, bindparam, func, select
+from sqlalchemy import Connection, and_, bindparam, func, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from s3tr.api.schemas import (
@@ -35,6 +35,7 @@ __all__ = [
     "case_commune",
     "case_in_department",
     "flags_for",
+    "in_commune",
     "latest_declaration",
     "outline_wgs84",
     "parcel_out",
@@ -147,6 +148,18 @@ def case_commune() -> Any:
         .order_by(Declaration.version.desc())
         .limit(1)
         .scalar_subquery()
+    )
+
+
+def in_commune(commune: str) -> Any:
+    """Filter on :class:`~s3tr.review.models.Case`: its parcel lies in ``commune`` (INSEE code).
+
+    Every version of a declaration carries the parcel's current commune, so a semi-join on any version
+    is exact, and the database reads the few parcels of the commune from its index instead of looking
+    up the commune of every case of the department.
+    """
+    return tuple_(Case.campaign, Case.id_parcel).in_(
+        select(Declaration.campaign, Declaration.id_parcel).where(Declaration.commune == commune)
     )
 
 

@@ -131,7 +131,8 @@ def sync_declarations(
         The validated parcels (``id_parcel, code_cultu, code_group, surf_parc, pacage,
         department`` and ``campaign`` unless given); a ``geometry`` column, when present, is
         stored as WKT with the frame's CRS. A ``commune`` column (INSEE code), when present, is
-        stored too; a parcel whose commune alone changed is updated in place, not versioned.
+        stored too, on every version of the parcel: a parcel whose commune alone changed is
+        updated in place, not versioned.
     """
     when = now or datetime.now(UTC)
     df = pd.DataFrame(parcels).copy()
@@ -157,10 +158,11 @@ def sync_declarations(
                     old = known.get(rec["id_parcel"])
                     kept = None if old is None else _norm(old["commune"])
                     commune = _commune(rec) if has_commune else kept
+                    if old is not None and commune != kept:
+                        # Every version carries the parcel's current commune: the queue filter reads any.
+                        moved.append({"_parcel": rec["id_parcel"], "_commune": commune})
                     if old is not None and all(_norm(old[f]) == _norm(fields[f]) for f in DECLARED_FIELDS):
                         unchanged += 1
-                        if commune != kept:
-                            moved.append({"_id": int(old["id"]), "_commune": commune})
                         continue
                     version = 1 if old is None else int(old["version"]) + 1
                     new, changed = (new + 1, changed) if old is None else (new, changed + 1)
@@ -196,7 +198,11 @@ def sync_declarations(
                     conn.execute(insert(table_of(Declaration)), list(chunk))
                 if moved:
                     t = table_of(Declaration)
-                    stmt = update(t).where(t.c.id == bindparam("_id")).values(commune=bindparam("_commune"))
+                    stmt = (
+                        update(t)
+                        .where(t.c.campaign == camp, t.c.id_parcel == bindparam("_parcel"))
+                        .values(commune=bindparam("_commune"))
+                    )
                     for chunk in _chunks(moved):
                         conn.execute(stmt, list(chunk))
                 for chunk in _chunks(audit, 5000):

@@ -102,6 +102,7 @@ class Declaration(Base):
     __table_args__ = (
         UniqueConstraint("campaign", "id_parcel", "version"),
         Index(None, "campaign", "pacage"),
+        Index(None, "campaign", "commune"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -114,7 +115,7 @@ class Declaration(Base):
     pacage: Mapped[str | None] = mapped_column(String(9))
     department: Mapped[str | None] = mapped_column(String(3))
     # Where the parcel lies (INSEE code), when the parcels file says: descriptive, for the instructors'
-    # filters; not a declared attribute, so a change updates it in place rather than adding a version.
+    # filters; not a declared attribute, so a change updates every version in place instead of adding one.
     commune: Mapped[str | None] = mapped_column(String(5))
     geometry_wkt: Mapped[str | None] = mapped_column(Text)
     crs: Mapped[str | None] = mapped_column(String(32))

@@ -68,6 +68,14 @@ def test_commune_is_stored_and_updated_in_place(engine, factories) -> None:  # t
     silent.loc[0, "surf_parc"] = silent.loc[0, "surf_parc"] + 1.0
     assert sync_declarations(engine, silent, run_id="n3", now=NOW).changed == 1
     assert communes() == dict(zip(pids, ["86194", "86194", "86066", "2A004"], strict=True))
+    # A parcel that moves later moves on every version (the queue filter reads any of them).
+    parcels.loc[0, "commune"] = "86066"
+    sync_declarations(engine, parcels.assign(surf_parc=silent["surf_parc"]), run_id="n4", now=NOW)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Declaration.version, Declaration.commune).where(Declaration.id_parcel == pids[0])
+        ).all()
+    assert sorted(rows) == [(1, "86066"), (2, "86066")]
     # So does a farmer's correction.
     record_correction(engine, campaign=2025, id_parcel=pids[3], changes={"surf_parc": 1.5}, submitted_by="t")
     current = current_declarations(engine, 2025).set_index("id_parcel")
