@@ -93,8 +93,11 @@ def _record(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _commune(row: dict[str, Any]) -> str | None:
+    """The row's INSEE commune code, or None when absent or not a code (longer than 5 characters: the
+    column would refuse it and fail the whole sync; a wrong commune is worse than none)."""
     value = _norm(row.get("commune"))
-    return None if value is None or not str(value).strip() else str(value).strip()[:5]
+    code = "" if value is None else str(value).strip()
+    return code if 0 < len(code) <= 5 else None
 
 
 def _latest(conn, campaign: int, parcels: list[str]) -> pd.DataFrame:  # type: ignore[no-untyped-def]

@@ -47,7 +47,7 @@ def test_versions_are_added_only_on_change(engine, factories) -> None:  # type: 
 
 def test_commune_is_stored_and_updated_in_place(engine, factories) -> None:  # type: ignore[no-untyped-def]
     parcels = factories.parcels(4)
-    parcels["commune"] = ["86194", "86066", None, "2A004"]
+    parcels["commune"] = ["86194", "86066", "not-a-code", "2A004"]
     sync_declarations(engine, parcels, run_id="n1", now=NOW)
 
     def communes() -> dict[str, str | None]:
