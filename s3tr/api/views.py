@@ -140,8 +140,8 @@ def latest_declaration(
 
 def case_commune() -> Any:
     """The commune of a case's parcel (INSEE code of its latest declaration, or NULL), as a scalar
-    subquery correlated with :class:`~s3tr.review.models.Case`: a column to select beside a case or
-    to filter the queue on."""
+    subquery correlated with :class:`~s3tr.review.models.Case`: a column to select beside a page of
+    cases (filter with :func:`in_commune`, which an index serves)."""
     return (
         select(Declaration.commune)
         .where(Declaration.campaign == Case.campaign, Declaration.id_parcel == Case.id_parcel)
