@@ -25,7 +25,9 @@ Two detectors share the interface:
   coefficients and the threshold were chosen by cross-validation grouped by site on the Slovak camera set
   (``benchmarks/quality.py`` prints the figures and can refit them). Three scorers share the candidates:
   with the bands, with the pipeline's indices only (NDVI, NDMI, BSI -- the SWIR signal of the cut reaches
-  NDMI and BSI), and with NDVI alone; each candidate gets the richest one its data allow.
+  NDMI and BSI), and with NDVI alone; each candidate gets the richest one its data allow. With NDVI alone no
+  band shows the cut, so that scorer also reads where the fall sits among the observations (at the edge of
+  a cloudy spell, straight back up at the next date: the signs of an undetected cloud; see ``_context``).
 
 Sentinel-1 columns (``vv``, ``vh``, ``coherence``) are accepted but not used: they were measured to add
 nothing: on the survey plots of ``grassland_mowing/train`` (the only S1 series with mowing truth in the shared
@@ -67,8 +69,9 @@ EVENT_COLUMNS = ["parcel_id", "start", "end", "confidence"]
 Interval = tuple[np.datetime64, np.datetime64, float]
 STATUS_COLUMNS = ["parcel_id", "status", "n_valid", "max_gap_days", "n_events", "best_candidate"]
 
-#: Candidate features; the NDVI-only scorer uses the first seven.
+#: Candidate features (the scorers below each use a subset).
 CANDIDATE_FEATURES = (
+    # The fall itself, from NDVI.
     "pre",
     "low",
     "drop",
@@ -76,20 +79,32 @@ CANDIDATE_FEATURES = (
     "span",
     "rebound",
     "regrowth",
+    # Band changes across the fall.
     "d_blue",
     "d_nir",
     "d_swir",
     "d_red",
     "swir_after",
+    # Index changes across the fall.
     "d_ndmi",
     "d_bsi",
     "ndmi_after",
+    # Where the fall sits among the observations (NDVI only; see _context).
+    "gap_after",
+    "regrow_rate",
+    "n_before",
+    "persist",
+    "dip_after",
 )
-NDVI_FEATURES = CANDIDATE_FEATURES[:7]
-#: With the reflectance bands: NDVI features plus band changes.
+FALL_FEATURES = CANDIDATE_FEATURES[:7]
+CONTEXT_FEATURES = CANDIDATE_FEATURES[15:20]
+#: With NDVI alone, the context of the fall is what tells a cut from an undetected cloud or haze (the bands
+#: tell it better: added to the band or index scorers, the context did not raise their grouped-CV F1).
+NDVI_FEATURES = (*FALL_FEATURES, *CONTEXT_FEATURES)
+#: With the reflectance bands: the fall plus band changes.
 BAND_FEATURES = CANDIDATE_FEATURES[:12]
-#: What the pipeline's long table carries (indices only): NDVI features plus NDMI and BSI changes.
-INDEX_FEATURES = (*NDVI_FEATURES, "d_ndmi", "d_bsi", "ndmi_after")
+#: What the pipeline's long table carries (indices only): the fall plus NDMI and BSI changes.
+INDEX_FEATURES = (*FALL_FEATURES, "d_ndmi", "d_bsi", "ndmi_after")
 
 
 @dataclass(frozen=True)
@@ -150,6 +165,14 @@ DEFAULT_SCORER_INDICES = MowingScorer(
 )
 DEFAULT_SCORER_NDVI = MowingScorer(
     features=NDVI_FEATURES,
+    mean=(0.7971, 0.5994, 0.1977, 0.1673, 15.41, -0.07247, 0.05907, 10.52, 0.01073, 4.209, 34.43, 0.02485),
+    scale=(0.0933, 0.1368, 0.1238, 0.1232, 10.23, 0.1113, 0.1131, 13.96, 0.01236, 2.193, 23.23, 0.08697),
+    coef=(0.6829, -0.4975, 1.064, 0.733, -0.2821, 0.5689, 0.07228, -0.934, -0.7174, -0.3022, -0.417, -0.3714),
+    intercept=-1.228,
+)
+#: The NDVI-only scorer before the context features (kept to measure against: benchmarks/quality.py).
+SCORER_NDVI_FALL_ONLY = MowingScorer(
+    features=FALL_FEATURES,
     mean=(0.7971, 0.5994, 0.1977, 0.1673, 15.41, -0.07247, 0.05907),
     scale=(0.0933, 0.1368, 0.1238, 0.1232, 10.23, 0.1113, 0.1131),
     coef=(0.5398, -0.1539, 0.5768, 0.8044, -0.3738, 0.03347, 0.1697),
@@ -353,12 +376,38 @@ def _candidates(t: np.ndarray, vals: dict[str, np.ndarray], p: MowingParams) -> 
                 float(vals["ndmi"][b] - vals["ndmi"][a]),
                 float(vals["bsi"][b] - vals["bsi"][a]),
                 float(np.median(vals["ndmi"][post]) - vals["ndmi"][a]) if post.any() else 0.0,
+                *_context(t, v, a, b, pre, pre - low),
             )
         )
         kept.append((a, b))
     return np.asarray(kept, dtype=int).reshape(-1, 2), np.asarray(feats, dtype=float).reshape(
         -1, len(CANDIDATE_FEATURES)
     )
+
+
+def _context(t: np.ndarray, v: np.ndarray, a: int, b: int, pre: float, drop: float) -> tuple[float, ...]:
+    """Where the fall ``a -> b`` sits among the clear observations ``t, v`` (``CONTEXT_FEATURES``).
+
+    - ``gap_after``: days to the next clear observation (capped at 60): a low value at the edge of a
+      cloudy spell is more often haze that the mask missed;
+    - ``regrow_rate``: NDVI per day from the low to the next observation: a cut sward regrows at about
+      0.01 a day, a cloud or shadow is gone at once;
+    - ``n_before``: clear observations in the 30 days before the fall (few: a cloudy spell);
+    - ``persist``: days until NDVI is back above half the fall (capped at 60);
+    - ``dip_after``: the lowest NDVI within 15 days after the low, minus the low (below 0: it went on
+      falling; the low of a cloud comes straight back up).
+    """
+    if b + 1 < v.size:
+        gap_after = float(t[b + 1] - t[b])
+        regrow_rate = float(v[b + 1] - v[b]) / max(gap_after, 1.0)
+    else:
+        gap_after, regrow_rate = 60.0, 0.0
+    n_before = float(((t >= t[a] - 30) & (t < t[a])).sum())
+    back = np.flatnonzero((np.arange(v.size) > b) & (v >= pre - drop / 2))
+    persist = float(min(t[back[0]] - t[b], 60)) if back.size else 60.0
+    soon = (t > t[b]) & (t <= t[b] + 15)
+    dip_after = float(v[soon].min() - v[b]) if soon.any() else 0.0
+    return (min(gap_after, 60.0), regrow_rate, n_before, persist, dip_after)
 
 
 def _select(starts: np.ndarray, ends: np.ndarray, conf: np.ndarray, sep: int) -> list[int]:
