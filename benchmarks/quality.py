@@ -44,10 +44,10 @@ Data: ``../shared/data`` or ``$S3TR_REALDATA``.
   used to fit anything, so an out-of-sample check of the shipped detector (the Sen4CAP-like baseline beside
   it), and of the NDVI-only scorer's context features (the line without them beside it): event F1 0.754
   against 0.743, season balanced accuracy 0.733 against 0.771. Sentinel-2 values there are one pixel per
-  plot, not a polygon mean. Then whether the plots' Sentinel-1 series (backscatter VV/VH, the two coherence bands) tell true candidates from false ones: the
-  ROC AUC of each S1 change around a candidate (mean over ``[start, end + 12 d]`` minus mean over the 36 days
-  before), beside the AUC of the shipped S2 score, and a logistic regression on the S2 score's logit plus
-  the S1 changes, cross-validated by region.
+  plot, not a polygon mean. Then whether the plots' Sentinel-1 series (backscatter VV/VH, the two
+  coherence bands) tell true candidates from false ones: the ROC AUC of each S1 change around a candidate
+  (mean over ``[start, end + 12 d]`` minus mean over the 36 days before), beside the AUC of the shipped S2
+  score, and a logistic regression on the S2 score's logit plus the S1 changes, cross-validated by region.
 - Crop, UCR Crop (7,200 series, 24 classes): stratified k-fold CV of the classifier that
   ``s3tr markers crop train`` uses (``--classifier stack``, the default: trees + random-convolution ridge +
   Gaussian-kernel ridge heads, logistic stack; about 16 minutes on 2 cores) or of the calibrated trees

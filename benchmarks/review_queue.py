@@ -1,6 +1,7 @@
 """The instructors' queue of a large department, filtered by commune (prints figures, never asserts).
 
     python benchmarks/review_queue.py [--cases 100000] [--communes 300] [--repeat 20] [--sqlite]
+                                      [--no-analyze]
 
 Fills a fresh database (PostgreSQL at 127.0.0.1:5432 unless ``--sqlite``; dropped afterwards) with one
 department's declarations (``--cases`` parcels spread over ``--communes`` communes, a tenth of them with a
@@ -8,7 +9,8 @@ second version) and one open case per parcel, then times through the real app (F
 instructor's token) the first page of the queue (50 cases, with its total) without a filter and with
 ``commune=``, and, as the peer, what the console did before the commune was stored with the declaration:
 read the whole queue by pages of 500 (capped at 5,000 cases) and filter it in the browser. Median of
-``--repeat`` requests each. The tables are analysed after the load (as autovacuum would).
+``--repeat`` requests each. The tables' statistics are refreshed after the load as the syncs do
+(:func:`s3tr.review.database.refresh_statistics`; ``--no-analyze`` shows the queue before autovacuum's pass).
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ sys.path.insert(0, str(ROOT))
 PG = "postgres@127.0.0.1:5432"
 
 
-def fill(url: str, n_cases: int, n_communes: int) -> None:
+def fill(url: str, n_cases: int, n_communes: int, *, analyze: bool = True) -> None:
     from sqlalchemy import insert
 
-    from s3tr.review.database import make_engine
+    from s3tr.review.database import make_engine, refresh_statistics
     from s3tr.review.migrate import upgrade
     from s3tr.review.models import Case, Declaration, table_of
 
@@ -79,10 +81,10 @@ def fill(url: str, n_cases: int, n_communes: int) -> None:
         for rows, model in ((decl, Declaration), (cases, Case)):
             for k in range(0, len(rows), 20_000):
                 conn.execute(insert(table_of(model)), rows[k : k + 20_000])
-    with engine.begin() as conn:
-        # The statistics PostgreSQL's autovacuum gathers within a minute of a bulk load; without them
-        # the planner takes the department's 100,000 cases for a hundred and the filter takes seconds.
-        conn.exec_driver_sql("ANALYZE")
+    if analyze:
+        # What the syncs do after a large write; without it (--no-analyze) the planner takes the
+        # department's 100,000 cases for a hundred until autovacuum's next pass.
+        refresh_statistics(engine, ["declarations", "cases"], rows_written=len(decl) + len(cases))
     engine.dispose()
 
 
@@ -101,6 +103,7 @@ def main() -> None:
     ap.add_argument("--communes", type=int, default=300)
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--sqlite", action="store_true")
+    ap.add_argument("--no-analyze", action="store_true", help="skip the statistics refresh after the load")
     args = ap.parse_args()
 
     from fastapi.testclient import TestClient
@@ -121,7 +124,7 @@ def main() -> None:
         url = f"postgresql+psycopg://{PG}/{name}"
     try:
         t0 = time.perf_counter()
-        fill(url, args.cases, args.communes)
+        fill(url, args.cases, args.communes, analyze=not args.no_analyze)
         took = time.perf_counter() - t0
         print(
             f"   {url.split(':')[0]}: {args.cases} cases, {args.communes} communes (filled in {took:.0f} s)"

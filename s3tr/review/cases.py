@@ -47,7 +47,7 @@ from s3tr.decide.rules import RuleSet, load_ruleset
 from s3tr.errors import ConfigError, DatabaseError, S3trError, TransientError
 from s3tr.frames import records
 from s3tr.notify.outbox import Kind, enqueue, enqueue_many
-from s3tr.review.database import session_scope, write_connection
+from s3tr.review.database import refresh_statistics, session_scope, write_connection
 from s3tr.review.models import _ACTIVE_SQL, ACTIVE_STATES, AuditLog, Case, CaseState, Decision, table_of
 
 __all__ = [
@@ -698,6 +698,8 @@ def sync_decisions(
 
     summary = _with_retries(attempt, what="sync_decisions")
     logger.info("sync_decisions run %s: %s", run_id, summary.as_dict())
+    written = sum(summary.as_dict().values()) - summary.decisions_unchanged
+    refresh_statistics(engine, ["decisions", "cases", "audit_log"], rows_written=written)
     return summary
 
 

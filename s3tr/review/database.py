@@ -10,7 +10,7 @@ queue instead of deadlocking.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,6 +27,7 @@ __all__ = [
     "downgrade",
     "is_sqlite",
     "make_engine",
+    "refresh_statistics",
     "session_scope",
     "upgrade",
     "write_connection",
@@ -35,6 +36,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DB_FILENAME = "s3tr.db"
+#: A sync that writes at least this many rows refreshes the planner's statistics of what it wrote.
+ANALYZE_AFTER_ROWS = 10_000
 _WRITE_OPTION = "s3tr_write"
 
 
@@ -120,6 +123,36 @@ def write_connection(engine: Engine) -> Iterator[Connection]:
         conn = conn.execution_options(**{_WRITE_OPTION: True})
         with conn.begin():
             yield conn
+
+
+def refresh_statistics(engine: Engine, tables: Sequence[str], *, rows_written: int) -> bool:
+    """Refresh the query planner's statistics of ``tables`` after a large write (``ANALYZE``).
+
+    Until autovacuum's next pass, PostgreSQL plans queries on the statistics of the tables before the
+    write: after a first national load that is an empty table, and a commune page of the instructors'
+    queue took 13 s instead of 36 ms (``benchmarks/review_queue.py``). SQLite samples (``analysis_limit``)
+    so that a large file is not read whole. Below ``ANALYZE_AFTER_ROWS`` rows nothing is done. The data is
+    already committed, so a failure here is logged, never raised.
+
+    Returns
+    -------
+    bool
+        Whether the statistics were refreshed.
+    """
+    if rows_written < ANALYZE_AFTER_ROWS:
+        return False
+    try:
+        with engine.connect() as conn:
+            if is_sqlite(conn):
+                conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+            for table in tables:
+                conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.quote(table)}")
+            conn.commit()
+    except Exception as exc:  # statistics are an optimisation; the sync has landed
+        logger.warning("could not refresh the statistics of %s: %s", ", ".join(tables), exc)
+        return False
+    logger.info("refreshed the planner statistics of %s after %d rows", ", ".join(tables), rows_written)
+    return True
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from s3tr.decide.rules import load_ruleset
 from s3tr.errors import S3trError
 from s3tr.notify.outbox import Kind, enqueue
 from s3tr.review.cases import _ACTIVE, _audit, _chunks, _for_parcels, _with_retries
-from s3tr.review.database import write_connection
+from s3tr.review.database import refresh_statistics, write_connection
 from s3tr.review.models import AuditLog, Case, CaseState, Correction, Decision, Declaration, table_of
 
 __all__ = [
@@ -214,6 +214,7 @@ def sync_declarations(
 
     summary = _with_retries(attempt, what="sync_declarations")
     logger.info("sync_declarations run %s: %s", run_id, summary)
+    refresh_statistics(engine, ["declarations", "audit_log"], rows_written=summary.new + summary.changed)
     return summary
 
 

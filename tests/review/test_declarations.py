@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from s3tr.decide import decide, load_ruleset
-from s3tr.review import list_cases, sync_decisions
+from s3tr.review import database, list_cases, sync_decisions
 from s3tr.review.cases import count_rows
 from s3tr.review.declarations import (
     DeclarationNotFoundError,
@@ -136,3 +136,27 @@ def test_correction_outside_the_window_is_recorded_as_such(engine, factories) ->
         )
     with pytest.raises(ValueError, match="cannot correct"):
         record_correction(engine, campaign=2025, id_parcel="nope", changes={"geometry": 1}, submitted_by="x")
+
+
+def _has_statistics(engine, table: str) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the query planner has statistics of ``table`` (what ANALYZE writes)."""
+    with engine.connect() as conn:
+        if database.is_sqlite(conn):
+            if not conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")).first():
+                return False
+            sql = "SELECT count(*) FROM sqlite_stat1 WHERE tbl = :t"
+        else:
+            sql = "SELECT count(*) FROM pg_stats WHERE schemaname = current_schema() AND tablename = :t"
+        return conn.execute(text(sql), {"t": table}).scalar_one() > 0
+
+
+def test_a_large_sync_refreshes_the_planner_statistics(engine, factories, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(database, "ANALYZE_AFTER_ROWS", 100)
+    parcels, _, decisions = factories.decisions(300)
+    sync_declarations(engine, parcels.head(20), run_id="small", now=NOW)
+    assert not _has_statistics(engine, "declarations")  # below the threshold: left to autovacuum
+    sync_declarations(engine, parcels, run_id="large", now=NOW)
+    assert _has_statistics(engine, "declarations")
+    assert not _has_statistics(engine, "cases")
+    sync_decisions(engine, decisions, run_id="large", now=NOW)
+    assert _has_statistics(engine, "cases") and _has_statistics(engine, "decisions")
