@@ -52,6 +52,8 @@ PARCEL_THRESHOLDS: tuple[float | None, ...] = (
     None,
     *(float(x) for x in np.round(np.arange(0.3, 0.95, 0.05), 2)),
 )
+#: The :attr:`MowingParams.span_penalty` values the benchmark chooses among inside each fold.
+SPAN_PENALTIES = (0.0, 0.003, 0.006, 0.009, 0.012)
 
 _BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 
@@ -214,6 +216,7 @@ def fit_mowing_params(
     inner_splits: int = 0,
     seed: int = 0,
     negative_weight: float = 1.0,
+    span_penalties: Sequence[float] | None = None,
 ) -> tuple[MowingParams, dict[str, float]]:
     """Fit the scorers on ``table``'s parcels and choose the thresholds and separation there.
 
@@ -225,34 +228,38 @@ def fit_mowing_params(
     are over-confident); on the Slovak set this changed the grouped-CV figures by less than their noise
     (event F1 0.817 against 0.821), hence off by default. ``negative_weight`` weighs the candidates of
     never-mowed plot-years in the scorers' fit (:func:`negative_season_weights`; 1 = unweighted, the
-    shipped fit). Returns the parameters (scorers fitted on all of ``table``) and the scores of the chosen
-    setting on ``table`` (out-of-fold with the inner split).
+    shipped fit). ``span_penalties`` (default: ``base``'s alone) are the
+    :attr:`MowingParams.span_penalty` tried; each gives other candidates, so the scorers are refitted for
+    each. Returns the parameters (scorers fitted on all of ``table``) and the scores of the chosen setting
+    on ``table`` (out-of-fold with the inner split).
     """
     base = base or MowingParams()
-    cands = candidate_table(table, params=base)
-    y = label_candidates(cands, truth)
-    weight = negative_season_weights(cands, truth, negative_weight)
-    params = _fit_scorers(cands, y, base, c, weight)
     parcels = table["parcel_id"].unique().tolist()
-    prepared = _prepare(table, params)
-    scores = (
-        _out_of_fold_scores(prepared, cands, y, sites, base, c, inner_splits, seed, weight)
-        if sites is not None and inner_splits >= 2
-        else None
-    )
     best: tuple[float, MowingParams, dict[str, float]] | None = None
-    for sep in separations:
-        for thr in thresholds:
-            for pthr in parcel_thresholds:
-                cand = params.with_(
-                    threshold=float(thr),
-                    parcel_threshold=None if pthr is None else float(pthr),
-                    min_separation_days=int(sep),
-                )
-                r = evaluate_mowing(_fast_events(prepared, cand, scores), truth, parcels)
-                score = r["f1"] + (r["season_balanced_accuracy"] if objective == "f1+season" else 0.0)
-                if best is None or score > best[0]:
-                    best = (score, cand, r)
+    for penalty in span_penalties if span_penalties is not None else (base.span_penalty,):
+        base_p = base.with_(span_penalty=float(penalty))
+        cands = candidate_table(table, params=base_p)
+        y = label_candidates(cands, truth)
+        weight = negative_season_weights(cands, truth, negative_weight)
+        params = _fit_scorers(cands, y, base_p, c, weight)
+        prepared = _prepare(table, params)
+        scores = (
+            _out_of_fold_scores(prepared, cands, y, sites, base_p, c, inner_splits, seed, weight)
+            if sites is not None and inner_splits >= 2
+            else None
+        )
+        for sep in separations:
+            for thr in thresholds:
+                for pthr in parcel_thresholds:
+                    cand = params.with_(
+                        threshold=float(thr),
+                        parcel_threshold=None if pthr is None else float(pthr),
+                        min_separation_days=int(sep),
+                    )
+                    r = evaluate_mowing(_fast_events(prepared, cand, scores), truth, parcels)
+                    score = r["f1"] + (r["season_balanced_accuracy"] if objective == "f1+season" else 0.0)
+                    if best is None or score > best[0]:
+                        best = (score, cand, r)
     assert best is not None
     return best[1], best[2]
 
@@ -272,6 +279,7 @@ def cross_validate_mowing(
     objective: str = "f1",
     inner_splits: int = 0,
     negative_weight: float = 1.0,
+    span_penalties: Sequence[float] | None = None,
 ) -> dict[str, object]:
     """Grouped k-fold estimate of the robust detector (fit and threshold chosen inside each fold).
 
@@ -291,6 +299,8 @@ def cross_validate_mowing(
         out-of-fold scores it is chosen on (below 2: in-sample scores); see :func:`fit_mowing_params`.
     negative_weight
         Fit weight of the candidates of never-mowed plot-years (:func:`negative_season_weights`).
+    span_penalties
+        The :attr:`MowingParams.span_penalty` values chosen among inside each fold (default: ``base``'s).
 
     Returns
     -------
@@ -321,11 +331,16 @@ def cross_validate_mowing(
             inner_splits=inner_splits,
             seed=seed,
             negative_weight=negative_weight,
+            span_penalties=span_penalties,
         )
         ev = _events_for(table[table["parcel_id"].isin(te_p)], params)
         events.append(ev)
         per_fold.append(evaluate_mowing(ev, truth[truth["parcel_id"].isin(te_p)], list(te_p))["f1"])
-        chosen.append((params.threshold, params.min_separation_days, params.parcel_threshold))
+        chosen.append(
+            (params.threshold, params.min_separation_days, params.parcel_threshold)
+            if span_penalties is None
+            else (params.threshold, params.min_separation_days, params.parcel_threshold, params.span_penalty)
+        )
     pooled = evaluate_mowing(
         pd.concat(events, ignore_index=True), truth[truth["parcel_id"].isin(set(pids))], list(pids)
     )

@@ -32,15 +32,16 @@ def test_no_control_penalises_a_compliant_farmer(season_run) -> None:  # type: i
     truth, result = season_run
     scores = score_run(result.decisions, result.evidence, result.series, truth)["controls"]
     assert set(scores) == {"crop_group", "fallow", "grassland_not_ploughed", "min_activity"}
-    # Measured: wrong reds 1 of 588 (crop_group), 0 of 42, 0 of 70, 0 of 111.
+    # Measured: wrong reds 0 of 588 (crop_group; 1 earlier), 0 of 42, 0 of 70, 0 of 111.
     for control, s in scores.items():
         assert s["wrong_red"] <= max(1, 0.005 * s["parcels"]), (control, s)
         assert s["decided_accuracy"] >= 0.97, (control, s)
     # "No mowing seen" is never a red on its own: light grazing hides from optical series.
     assert scores["min_activity"]["wrong_red"] == 0
-    # Orange is an instructor's time: measured 30 % (crop_group) and 61 % (min_activity).
+    # Orange is an instructor's time: measured 30 % (crop_group) and 54 % (min_activity; 61 % before the
+    # mowing span penalty).
     assert scores["crop_group"]["orange"] <= 0.36 * scores["crop_group"]["parcels"]
-    assert scores["min_activity"]["orange"] <= 0.70 * scores["min_activity"]["parcels"]
+    assert scores["min_activity"]["orange"] <= 0.62 * scores["min_activity"]["parcels"]
 
 
 def test_markers_against_the_season_truth(season_run) -> None:  # type: ignore[no-untyped-def]
@@ -63,9 +64,10 @@ def test_markers_against_the_season_truth(season_run) -> None:  # type: ignore[n
         grass,
         tolerance_days=10,
     )
-    # Measured: precision 0.977, season balanced accuracy 0.884 (recall 0.53: the scorer is fitted on
-    # real Slovak meadows, whose cuts look different from the demo's).
-    assert m["precision"] >= 0.93 and m["season_balanced_accuracy"] >= 0.84, m
+    # Measured: precision 0.984, recall 0.745, season balanced accuracy 0.952 (the scorer is fitted on
+    # real Slovak meadows; before the span penalty the demo's slow summer fall joined a cut's interval,
+    # and recall was 0.53).
+    assert m["precision"] >= 0.93 and m["recall"] >= 0.68 and m["season_balanced_accuracy"] >= 0.90, m
 
     pred = evidence.join(parcels.set_index("id_parcel")["true_group"], how="inner")
     pred = pred[pred["crop_predicted"].notna()]

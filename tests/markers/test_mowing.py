@@ -136,3 +136,22 @@ def test_weighting_never_mowed_falls_lowers_their_scores(make_grass):
     idle = cands["parcel_id"].str.startswith("g").to_numpy()
     assert idle.any() and y.any()
     assert heavy.score(x)[idle].mean() < plain.score(x)[idle].mean()
+
+
+def test_a_slow_fall_before_the_cut_stays_out_of_its_interval() -> None:
+    # A sward drying for three weeks (-0.006 a day), then cut on 2023-06-21 (-0.29 in one revisit).
+    dates = pd.date_range("2023-04-01", "2023-09-30", freq="5D")
+    day = (dates - pd.Timestamp("2023-06-01")).days.to_numpy()
+    ndvi = np.full(day.size, 0.82)
+    drying = (day > 0) & (day <= 20)
+    ndvi[drying] = 0.82 - 0.006 * day[drying]
+    after = day > 20
+    ndvi[after] = np.minimum(0.82, 0.37 + 0.012 * (day[after] - 20))
+    table = normalize_timeseries(pd.DataFrame({"parcel_id": "p", "date": dates, "ndvi": ndvi}))
+    ev = detect_mowing(table)
+    assert len(ev) == 1
+    start, end = ev.iloc[0]["start"], ev.iloc[0]["end"]
+    assert start <= pd.Timestamp("2023-06-21") <= end and (end - start).days <= 5
+    # Without the penalty the interval takes in the whole slow fall.
+    (row,) = candidate_table(table, params=MowingParams(span_penalty=0.0)).itertuples()
+    assert (row.end - row.start).days >= 20

@@ -64,12 +64,12 @@ def test_mowing_on_survey_plots_it_was_never_fitted_on(realdata, caplog):
         mowing_marker(ds.table, params=MowingParams(method="baseline")).events, ds.truth, pids
     )
     ours = evaluate_mowing(mowing_marker(ds.table).events, ds.truth, pids)
-    # Out of sample (fitted on the camera sites only): measured F1 0.851 against the baseline's 0.740.
+    # Out of sample (fitted on the camera sites only): measured F1 0.834 against the baseline's 0.740.
     assert ours["f1"] >= 0.82, ours
     assert ours["precision"] >= ours["recall"] - 0.05 and ours["f1"] >= base["f1"] + 0.08
 
     # NDVI alone (another country's data may carry no band): the context of each fall is what keeps the
-    # scorer ahead of the baseline there. Measured F1 0.754 against 0.743 for the fall alone, 0.740 baseline.
+    # scorer ahead of the baseline there. Measured F1 0.767 against 0.753 for the fall alone, 0.740 baseline.
     ndvi = restrict_columns(ds.table, "ndvi")
     alone = evaluate_mowing(mowing_marker(ndvi).events, ds.truth, pids)
     fall_only = evaluate_mowing(
@@ -92,11 +92,11 @@ def test_mowing_cross_validated_by_site(slovak, caplog):
     rn = cross_validate_mowing(
         ds.table, truth, ds.sites, n_splits=3, thresholds=(0.4, 0.5, 0.6), separations=(28,), data="ndvi"
     )
-    # NDVI alone: measured F1 0.746 (0.695 before the context features).
-    assert rn["f1"] >= 0.72, rn
-    # Held-out sites only: measured F1 0.813, balanced accuracy 0.822 with this coarse grid.
+    # NDVI alone: measured F1 0.759 (0.695 before the context features and the span penalty).
+    assert rn["f1"] >= 0.73, rn
+    # Held-out sites only: measured F1 0.807, balanced accuracy 0.824 with this coarse grid.
     assert r["f1"] >= 0.77, r
-    assert r["season_balanced_accuracy"] >= 0.76, r
+    assert r["season_balanced_accuracy"] >= 0.79, r
 
 
 def test_crop_cross_validated_on_ucr_subset(realdata):
@@ -133,4 +133,4 @@ def test_activity_on_the_slovak_set(slovak):
     assert set(a.loc[a["activity"], "evidence"]) <= {"mowing", "bare_soil", "grazing"}
 
 
-INDICES_FLOOR = 0.77  # measured 0.801 (3 folds, coarse grid)
+INDICES_FLOOR = 0.77  # measured 0.799 (3 folds, coarse grid)
