@@ -15,7 +15,12 @@ from s3tr.markers.crop import make_classifier
 from s3tr.markers.datasets import load_gmi_mowing, load_slovak_mowing, load_ucr_crop
 from s3tr.markers.evaluate import evaluate_mowing
 from s3tr.markers.mowing import SCORER_NDVI_FALL_ONLY, MowingParams, mowing_marker
-from s3tr.markers.tuning import cross_validate_crop, cross_validate_mowing, restrict_columns
+from s3tr.markers.tuning import (
+    cross_validate_crop,
+    cross_validate_mowing,
+    fit_mowing_params,
+    restrict_columns,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -97,6 +102,21 @@ def test_mowing_cross_validated_by_site(slovak, caplog):
     # Held-out sites only: measured F1 0.807, balanced accuracy 0.824 with this coarse grid.
     assert r["f1"] >= 0.77, r
     assert r["season_balanced_accuracy"] >= 0.79, r
+
+
+def test_span_penalty_is_chosen_with_the_thresholds(slovak, caplog):
+    ds, _, truth = slovak
+    caplog.set_level(logging.ERROR)
+    grid = {"thresholds": (0.4, 0.5), "separations": (28,), "objective": "f1+season"}
+
+    def total(r: dict) -> float:
+        return r["f1"] + r["season_balanced_accuracy"]
+
+    params, best = fit_mowing_params(ds.table, truth, span_penalties=(0.0, 0.009), **grid)
+    alone = {p: fit_mowing_params(ds.table, truth, span_penalties=(p,), **grid)[1] for p in (0.0, 0.009)}
+    assert total(best) == max(total(r) for r in alone.values())
+    # Measured in sample: F1 + balanced accuracy 1.69 with the penalty, 1.63 without.
+    assert params.span_penalty == 0.009 and total(alone[0.009]) >= total(alone[0.0]) + 0.03, alone
 
 
 def test_crop_cross_validated_on_ucr_subset(realdata):
