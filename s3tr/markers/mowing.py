@@ -11,23 +11,24 @@ Two detectors share the interface:
   clear observations, lower value <= 0.72, higher >= 0.40, NDVI >= 0.1, 28 days between events). Kept to
   measure ourselves against it.
 - ``method="robust"`` (default): every falling run of NDVI is a *candidate*; the sharpest part of the run
-  (at most ``max_span_days`` long, each day of it paying ``span_penalty``) is its interval. Each candidate is described by a few physical
-  features -- the fall measured from the envelope of the sward before it (robust to a single low date in
-  the pre-event window), the level reached, how much and how fast it comes back (a cloud or shadow comes
-  back at once, a mowing regrows over weeks), and, when the bands are there, the change of blue (haze),
-  red, NIR and SWIR (cut grass) and whether SWIR stays up afterwards -- and scored by a logistic model
-  (:class:`MowingScorer`). Single-date dips that come straight back are removed first. Candidates above
-  ``threshold`` are events, at most one per ``min_separation_days``; the score is the event's confidence.
-  An optional season decision (``parcel_threshold``, off by default) first asks whether the parcel was
-  mowed at all -- its candidates' scores combined (``parcel_evidence``) must reach ``parcel_threshold`` --
-  and then gives it its best candidate as an event even below ``threshold``. On the Slovak set it trades
-  event F1 for season balanced accuracy (see ``benchmarks/quality.py``), hence off. The scorer's
-  coefficients and the threshold were chosen by cross-validation grouped by site on the Slovak camera set
-  (``benchmarks/quality.py`` prints the figures and can refit them). Three scorers share the candidates:
-  with the bands, with the pipeline's indices only (NDVI, NDMI, BSI -- the SWIR signal of the cut reaches
-  NDMI and BSI), and with NDVI alone; each candidate gets the richest one its data allow. With NDVI alone no
-  band shows the cut, so that scorer also reads where the fall sits among the observations (at the edge of
-  a cloudy spell, straight back up at the next date: the signs of an undetected cloud; see ``_context``).
+  (at most ``max_span_days`` long, each day of it paying ``span_penalty``) is its interval. Each candidate
+  is described by a few physical features -- the fall measured from the envelope of the sward before it
+  (robust to a single low date in the pre-event window), the level reached, how much and how fast it comes
+  back (a cloud or shadow comes back at once, a mowing regrows over weeks), and, when the bands are there,
+  the change of blue (haze), red, NIR and SWIR (cut grass) and whether SWIR stays up afterwards -- and
+  scored by a logistic model (:class:`MowingScorer`). Single-date dips that come straight back are removed
+  first. Candidates above ``threshold`` are events, at most one per ``min_separation_days``; the score is
+  the event's confidence. An optional season decision (``parcel_threshold``, off by default) first asks
+  whether the parcel was mowed at all -- its candidates' scores combined (``parcel_evidence``) must reach
+  ``parcel_threshold`` -- and then gives it its best candidate as an event even below ``threshold``. On the
+  Slovak set it trades event F1 for season balanced accuracy (see ``benchmarks/quality.py``), hence off. The
+  scorer's coefficients and the threshold were chosen by cross-validation grouped by site on the Slovak
+  camera set (``benchmarks/quality.py`` prints the figures and can refit them). Three scorers share the
+  candidates: with the bands, with the pipeline's indices only (NDVI, NDMI, BSI -- the SWIR signal of the
+  cut reaches NDMI and BSI), and with NDVI alone; each candidate gets the richest one its data allow. With
+  NDVI alone no band shows the cut, so that scorer also reads where the fall sits among the observations (at
+  the edge of a cloudy spell, straight back up at the next date: the signs of an undetected cloud; see
+  ``_context``).
 
 Sentinel-1 columns (``vv``, ``vh``, ``coherence``) are accepted but not used: they were measured to add
 nothing: on the survey plots of ``grassland_mowing/train`` (the only S1 series with mowing truth in the shared

@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 INDICES = ("ndvi", "evi", "ndmi", "ndwi", "bsi")
 BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+#: A band whose median exceeds this is in digital numbers (reflectance x 10,000), not reflectance.
+DN_MEDIAN_ABOVE = 2.0
 S1_COLUMNS = ("vv", "vh", "coherence")
 _VALUE_COLUMNS = INDICES + BANDS + S1_COLUMNS + tuple(f"{i}_std" for i in INDICES)
 
@@ -129,6 +131,7 @@ def normalize_timeseries(df: pd.DataFrame, *, source: str = "<table>") -> pd.Dat
       cannot be read are dropped and reported (file and 1-based data row) in ``attrs["issues"]``;
     - ``valid`` defaults to True; it becomes False where NDVI is not finite (NDVI is computed from B8A, or
       B08, and B04 when the ``ndvi`` column is absent or empty);
+    - bands whose median is above ``DN_MEDIAN_ABOVE`` are digital numbers: divided by 10,000 (reported);
     - duplicate (parcel, date) rows are merged: mean of the valid rows (of all rows if none is valid);
     - rows are sorted by ``parcel_id`` then ``date``.
 
@@ -187,6 +190,15 @@ def normalize_timeseries(df: pd.DataFrame, *, source: str = "<table>") -> pd.Dat
     for col in out.columns:
         if col in _VALUE_COLUMNS:
             out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
+    # Reflectances are 0..1 in the contract; Sentinel-2 products store them as digital numbers (x 10,000).
+    # Indices are ratios and do not care, but the band changes the markers read would be 10,000 times off.
+    dn = [c for c in BANDS if c in out.columns and out[c].median() > DN_MEDIAN_ABOVE]
+    if dn:
+        out[dn] = out[dn] / 10_000.0
+        issues.append(
+            f"{source}: band(s) {', '.join(dn)} look like digital numbers (median above {DN_MEDIAN_ABOVE:g}, "
+            "reflectance is 0..1); divided by 10,000"
+        )
 
     if "valid" in out.columns:
         v = pd.to_numeric(out["valid"], errors="coerce")

@@ -113,3 +113,26 @@ def test_parquet_with_datetime_dates_and_idempotence(tmp_path):
     assert t["date"].dt.strftime("%Y-%m-%d").tolist() == ["2023-05-01", "2023-05-02", "2023-05-01"]
     again = normalize_timeseries(t)
     pd.testing.assert_frame_equal(again, t)
+
+
+def test_bands_in_digital_numbers_are_rescaled_and_reported(make_grass):
+    from s3tr.markers.mowing import detect_mowing
+
+    raw = make_grass(mowings=("2023-06-12",))
+    # Bands that agree with the NDVI (a green sward: NIR high, red low, SWIR up when it is cut).
+    ndvi = raw["ndvi"].to_numpy()
+    raw["B08"] = 0.32
+    raw["B04"] = 0.32 * (1 - ndvi) / (1 + ndvi)
+    raw["B02"] = 0.6 * raw["B04"]
+    raw["B11"] = 0.30 - 0.15 * ndvi
+    raw = raw.drop(columns=["ndvi"])
+    bands = ["B02", "B04", "B08", "B11"]
+    dn = raw.assign(**{c: (raw[c] * 10_000).round() for c in bands})
+    t = normalize_timeseries(dn, source="l2a.csv")
+    assert t[bands].max().max() <= 1.0
+    assert any("l2a.csv" in m and "digital numbers" in m for m in t.attrs["issues"])
+    ref = normalize_timeseries(raw)
+    assert len(detect_mowing(ref)) == 1
+    pd.testing.assert_frame_equal(detect_mowing(t), detect_mowing(ref), atol=1e-3)
+    # Reflectances already 0..1 are left alone.
+    assert not any("digital numbers" in m for m in ref.attrs["issues"])
