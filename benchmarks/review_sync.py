@@ -81,7 +81,7 @@ def decisions(n_parcels: int, *, seed: int = 0) -> pd.DataFrame:
             for c, f in zip(df["control"], df["flag"], strict=True)
         ],
         ruleset_version="fr-2025.4",
-        marker_version="markers-0.1.0",
+        marker_version="markers-0.2.0",
         model_version="crop_group_demo",
         department="86",
         pacage=[f"086{int(p) % 1_000_000:06d}" for p in df["id_parcel"]],

@@ -8,6 +8,7 @@ stage reads; its column names are a contract (see ``EVIDENCE_COLUMNS``).
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,7 @@ __all__ = [
     "TimeSeriesFileError",
     "bare_soil_marker",
     "compute_evidence",
+    "default_parameters",
     "detect_activity",
     "detect_bare_soil",
     "detect_mowing",
@@ -56,8 +58,19 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Version of the marker algorithms and their default parameters, recorded with every decision.
-MARKER_VERSION = "markers-0.1.0"
+#: Version of the marker algorithms and their default parameters, recorded with every decision. A nightly run
+#: re-decides every parcel when it changes, so it must change with anything a marker returns:
+#: tests/markers/test_version.py fails when the default parameters change and it does not.
+MARKER_VERSION = "markers-0.2.0"
+
+
+def default_parameters() -> dict[str, object]:
+    """The markers' default parameters as plain data: with the code, what ``MARKER_VERSION`` stands for.
+
+    The activity parameters hold the mowing and bare-soil ones (their scorers' coefficients included).
+    """
+    return {"activity": asdict(ActivityParams()), "crop_features": asdict(CropFeatureConfig())}
+
 
 EVIDENCE_COLUMNS = [
     "parcel_id",

@@ -1,0 +1,36 @@
+"""The marker version moves with the markers' default parameters (the nightly re-decides on a new version)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, replace
+
+from s3tr.markers import MARKER_VERSION, ActivityParams, default_parameters
+
+#: Digest of ``default_parameters()`` for each released marker version. When a default changes, bump
+#: ``MARKER_VERSION`` (s3tr/markers/__init__.py) and record the new digest here.
+RECORDED = {"markers-0.2.0": "3f22bba28a8964ca"}
+
+
+def _digest(params: dict[str, object]) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=repr).encode()).hexdigest()[:16]
+
+
+def test_marker_version_moves_with_the_default_parameters() -> None:
+    digest = _digest(default_parameters())
+    assert RECORDED.get(MARKER_VERSION) == digest, (
+        f"the markers' default parameters changed (digest {digest}) but MARKER_VERSION is still "
+        f"{MARKER_VERSION}: bump it, so that nightly runs re-decide every parcel, and record the digest"
+    )
+
+
+def test_the_digest_sees_a_nested_parameter() -> None:
+    # A mowing scorer coefficient sits three levels down (activity -> mowing -> scorer): still seen.
+    act = ActivityParams()
+    scorer = act.mowing.scorer_bands
+    nudged = replace(
+        act, mowing=act.mowing.with_(scorer_bands=replace(scorer, intercept=scorer.intercept + 1e-3))
+    )
+    changed = {**default_parameters(), "activity": asdict(nudged)}
+    assert _digest(changed) != _digest(default_parameters())
