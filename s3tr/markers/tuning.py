@@ -305,8 +305,8 @@ def cross_validate_mowing(
     Returns
     -------
     dict
-        Pooled ``precision, recall, f1, season_balanced_accuracy`` over the held-out folds, per-fold F1 and
-        the chosen thresholds.
+        Pooled ``precision, recall, f1, season_balanced_accuracy`` over the held-out folds, per-fold F1,
+        the chosen thresholds and ``events``: every parcel's events, detected by the fold that held it out.
     """
     from sklearn.model_selection import GroupKFold
 
@@ -341,10 +341,9 @@ def cross_validate_mowing(
             if span_penalties is None
             else (params.threshold, params.min_separation_days, params.parcel_threshold, params.span_penalty)
         )
-    pooled = evaluate_mowing(
-        pd.concat(events, ignore_index=True), truth[truth["parcel_id"].isin(set(pids))], list(pids)
-    )
-    return {**pooled, "fold_f1": per_fold, "chosen": chosen, "n_splits": n_splits}
+    held_out = pd.concat(events, ignore_index=True)
+    pooled = evaluate_mowing(held_out, truth[truth["parcel_id"].isin(set(pids))], list(pids))
+    return {**pooled, "fold_f1": per_fold, "chosen": chosen, "n_splits": n_splits, "events": held_out}
 
 
 def cross_validate_crop(

@@ -34,3 +34,22 @@ def test_the_digest_sees_a_nested_parameter() -> None:
     )
     changed = {**default_parameters(), "activity": asdict(nudged)}
     assert _digest(changed) != _digest(default_parameters())
+
+
+def test_the_mowing_model_card_describes_the_shipped_scorers() -> None:
+    from pathlib import Path
+
+    from s3tr.markers.mowing import BAND_FEATURES, INDEX_FEATURES, NDVI_FEATURES, MowingParams
+
+    card = json.loads((Path(__file__).resolve().parents[2] / "models" / "mowing" / "card.json").read_text())
+    # Written by pipelines/fit_mowing.py: rerun it when the scorers or the marker version change.
+    assert card["model_version"] == MARKER_VERSION
+    assert card["parameters"] == json.loads(json.dumps(MowingParams().as_dict()))
+    assert card["features"] == {
+        "bands": list(BAND_FEATURES),
+        "indices": list(INDEX_FEATURES),
+        "ndvi": list(NDVI_FEATURES),
+    }
+    for metrics in card["metrics"].values():
+        lo, hi = metrics["f1_ci95"]
+        assert lo <= metrics["f1"] <= hi
