@@ -16,11 +16,11 @@ Data: ``../shared/data`` or ``$S3TR_REALDATA``.
   opt-in weighting of the falls of never-mowed plot-years in the scorers' fit (``negative_weight=3`` of
   :func:`~s3tr.markers.tuning.fit_mowing_params`, thresholds for F1 plus balanced accuracy). Each line
   gives the choice per fold as (event threshold, separation days, season threshold).
-  The mowing part takes about 10 minutes, 8 of them in the two season-decision lines (a larger grid;
-  skipped by ``--quick``). The weight 3 was picked on this cross-validation among 2, 3, 5 and 8.3, so its
-  line is optimistic; chosen inside each fold by an inner grouped CV, the weighting gave event F1
-  0.806/0.810/0.801 and season balanced accuracy 0.792/0.826/0.836 (seeds 0/1/2; shipped: 0.820/0.810/0.815
-  and 0.800/0.800/0.809), hence off by default.
+  The mowing part takes 4 to 10 minutes (by machine), over half of it in the two season-decision lines (a
+  larger grid; skipped by ``--quick``). The weight 3 was picked on this cross-validation among 2, 3, 5 and
+  8.3, so its line is optimistic; chosen inside each fold by an inner grouped CV, the weighting gave event
+  F1 0.806/0.810/0.801 and season balanced accuracy 0.792/0.826/0.836 (seeds 0/1/2; shipped:
+  0.820/0.810/0.815 and 0.800/0.800/0.809), hence off by default.
   Why the season balanced accuracy stops near 0.80-0.83 (scratch runs, 2026-11-30; candidate scores out of
   fold by site, thresholds scanned on all plot-years, so optimistic): of the 11 never-mowed plot-years with an
   event, 8 have it inside a recorded grazing period (three at confidence 0.85-0.995: grazing removes the sward

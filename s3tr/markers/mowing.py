@@ -31,12 +31,12 @@ Two detectors share the interface:
   ``_context``).
 
 Sentinel-1 columns (``vv``, ``vh``, ``coherence``) are accepted but not used: they were measured to add
-nothing: on the survey plots of ``grassland_mowing/train`` (the only S1 series with mowing truth in the shared
-data), the change of VV, VH or either coherence band around a candidate separates true from false candidates
-with ROC AUC 0.50-0.56, against 0.937 for the S2 score, and adding them to the S2 score takes the AUC
-cross-validated by region from 0.935 to 0.932 (``benchmarks/quality.py``). The S1 values there are single
-pixels, whose speckle a parcel mean would average out, so polygon data could change this; a rule that no
-data has checked would only add noise.
+nothing: on the survey plots of ``grassland_mowing/train`` (the only S1 series with mowing truth in the
+shared data), the change of VV, VH or either coherence band around a candidate separates true from false
+candidates with ROC AUC 0.49-0.56, against 0.936 for the S2 score, and adding them to the S2 score takes the
+AUC cross-validated by region from 0.935 to 0.931 (``benchmarks/quality.py``, 2026-11-29). The S1 values
+there are single pixels, whose speckle a parcel mean would average out, so polygon data could change this; a
+rule that no data has checked would only add noise.
 """
 
 from __future__ import annotations
