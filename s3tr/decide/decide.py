@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -285,8 +285,13 @@ def _fallow(row: dict[str, Any], rs: RuleSet, thin: list[Reason], as_of: date | 
     lo, hi = period.start.isoformat(), period.end.isoformat()
     # A mowing happened between the last clear observation before it and the first after it: it is
     # proven inside the period only when that whole interval is; one straddling an edge may be outside.
+    # And the true date can lie a few days outside the interval (docs/decisions.md), so an
+    # interval close to an edge proves nothing either: it must lie edge_margin_days inside.
+    margin = timedelta(days=rs.mowing.edge_margin_days)
+    lo_in, hi_in = (period.start + margin).isoformat(), (period.end - margin).isoformat()
     cuts = [(a, b) for a, b in _intervals(row, "mowing") if a <= hi and b >= lo]
-    inside = [f"{a}/{b}" if a != b else a for a, b in cuts if a >= lo and b <= hi]
+    inside = [f"{a}/{b}" if a != b else a for a, b in cuts if a >= lo_in and b <= hi_in]
+    near_edge = [f"{a}/{b}" for a, b in cuts if a >= lo and b <= hi and not (a >= lo_in and b <= hi_in)]
     straddling = [f"{a}/{b}" for a, b in cuts if not (a >= lo and b <= hi)]
     bare = _in(_dates(row.get("bare_soil_dates")), period.start, period.end)
     mow_conf: Any = row.get("mowing_confidence")
@@ -296,6 +301,8 @@ def _fallow(row: dict[str, Any], rs: RuleSet, thin: list[Reason], as_of: date | 
         ev.update(protected_mowing_dates=inside, mowing_confidence=_num(mow_conf))
     if straddling:
         ev.update(straddling_mowing_intervals=straddling, mowing_confidence=_num(mow_conf))
+    if near_edge:
+        ev.update(near_edge_mowing_intervals=near_edge, mowing_confidence=_num(mow_conf))
     if bare:
         ev.update(protected_bare_soil_dates=bare, bare_soil_confidence=_num(bare_conf))
     proven: list[Reason] = []
@@ -307,7 +314,9 @@ def _fallow(row: dict[str, Any], rs: RuleSet, thin: list[Reason], as_of: date | 
         return (Flag.ORANGE, [*proven, *thin], ev) if thin else (Flag.RED, proven, ev)
     if straddling and _ge(mow_conf, rs.mowing.min_confidence):
         return Flag.ORANGE, [Reason.FALLOW_MOWING_STRADDLES_PERIOD], ev
-    if inside or straddling or (bare and _ge(bare_conf, rs.bare_soil.confidence_orange)):
+    if near_edge and _ge(mow_conf, rs.mowing.min_confidence):
+        return Flag.ORANGE, [Reason.FALLOW_MOWING_NEAR_PERIOD_EDGE], ev
+    if inside or straddling or near_edge or (bare and _ge(bare_conf, rs.bare_soil.confidence_orange)):
         return Flag.ORANGE, [Reason.FALLOW_DISTURBANCE_UNCERTAIN], ev
     if thin:
         return Flag.ORANGE, thin, ev
@@ -327,6 +336,7 @@ def _context(rs: RuleSet) -> dict[str, Any]:
         "window_end": rs.activity_window.end.isoformat(),
         "protected_start": rs.fallow_protected_period.start.isoformat(),
         "protected_end": rs.fallow_protected_period.end.isoformat(),
+        "edge_margin_days": rs.mowing.edge_margin_days,
         "max_ndvi_spread": rs.crop_group.max_ndvi_spread,
     }
 

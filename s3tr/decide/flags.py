@@ -102,6 +102,7 @@ class Reason(StrEnum):
     FALLOW_MOWED_IN_PROTECTED_PERIOD = "fallow_mowed_in_protected_period"
     FALLOW_TILLED_IN_PROTECTED_PERIOD = "fallow_tilled_in_protected_period"
     FALLOW_MOWING_STRADDLES_PERIOD = "fallow_mowing_straddles_period"
+    FALLOW_MOWING_NEAR_PERIOD_EDGE = "fallow_mowing_near_period_edge"
     FALLOW_DISTURBANCE_UNCERTAIN = "fallow_disturbance_uncertain"
 
 
@@ -308,6 +309,17 @@ REASONS: dict[Reason, ReasonInfo] = {
         "A mowing happened between two observations ({straddling_mowing_intervals}) straddling the "
         "protected period from {protected_start} to {protected_end}: it may have happened before or "
         "after it. A photo or a visit is needed to conclude.",
+    ),
+    Reason.FALLOW_MOWING_NEAR_PERIOD_EDGE: ReasonInfo(
+        Flag.ORANGE,
+        "Une fauche a eu lieu entre deux observations ({near_edge_mowing_intervals}) dans la période "
+        "d'interdiction du {protected_start} au {protected_end}, mais à moins de {edge_margin_days} jours "
+        "de son bord : vue depuis l'espace, la date d'une fauche peut s'écarter de quelques jours de cet "
+        "intervalle. Une photo ou une visite est nécessaire pour conclure.",
+        "A mowing happened between two observations ({near_edge_mowing_intervals}) within the protected "
+        "period from {protected_start} to {protected_end}, but less than {edge_margin_days} days from its "
+        "edge: seen from space, the date of a cut can lie a few days outside that interval. A photo or a "
+        "visit is needed to conclude.",
     ),
     Reason.FALLOW_TILLED_IN_PROTECTED_PERIOD: ReasonInfo(
         Flag.RED,

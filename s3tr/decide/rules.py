@@ -89,6 +89,13 @@ class MowingRules(_Strict):
     min_confidence: float = Field(
         ge=0, le=1, description="Confidence above which a detected mowing counts as proven (green or red)."
     )
+    edge_margin_days: int = Field(
+        default=10,
+        ge=0,
+        le=30,
+        description="A mowing proves a breach of a period only when its interval lies this many days inside "
+        "it: the true date can fall a few days outside the interval between two clear observations.",
+    )
 
 
 class CropGroupRules(_Strict):

@@ -355,9 +355,10 @@ def test_fallow_rules() -> None:
 def test_fallow_mowing_interval_must_lie_inside_the_protected_period() -> None:
     """The cut happened between two clear observations: red only when both are inside the period."""
     cases = {
-        "inside": "2025-05-10/2025-05-15",
+        "inside": "2025-05-15/2025-05-20",
         "leaves": "2025-06-05/2025-07-05",  # start inside, but the cut may be after 9 June
         "enters": "2025-04-26/2025-05-04",  # end inside, but the cut may be before 1 May
+        "near_edge": "2025-05-03/2025-05-08",  # inside, but a cut on 28 April can look like this
         "before": "2025-04-01/2025-04-20",
     }
     evs = [
@@ -369,6 +370,10 @@ def test_fallow_mowing_interval_must_lie_inside_the_protected_period() -> None:
     assert got["inside"] == ("red", ["fallow_mowed_in_protected_period"])
     assert got["leaves"] == got["enters"] == ("orange", ["fallow_mowing_straddles_period"])
     assert got["before"] == ("green", ["fallow_undisturbed"])
+    assert got["near_edge"] == ("orange", ["fallow_mowing_near_period_edge"])
+    near = one(out, "near_edge", "fallow")
+    assert near["evidence"]["near_edge_mowing_intervals"] == ["2025-05-03/2025-05-08"]
+    assert "2025-05-03/2025-05-08" in near["explanation_fr"] and "10 jours" in near["explanation_fr"]
     enters = one(out, "enters", "fallow")
     assert enters["evidence"]["straddling_mowing_intervals"] == ["2025-04-26/2025-05-04"]
     assert "2025-04-26/2025-05-04" in enters["explanation_fr"]

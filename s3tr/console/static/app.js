@@ -77,6 +77,7 @@
     fallow_mowed_in_protected_period: "jachère fauchée en période protégée",
     fallow_tilled_in_protected_period: "jachère travaillée en période protégée",
     fallow_mowing_straddles_period: "fauche à cheval sur la période protégée",
+    fallow_mowing_near_period_edge: "fauche au bord de la période protégée",
     fallow_disturbance_uncertain: "perturbation de la jachère incertaine",
   };
   const ROLES = { latest: "dernière image claire", before: "avant", after: "après" };
