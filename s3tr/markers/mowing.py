@@ -221,7 +221,7 @@ class MowingParams:
         shorter one. A cut falls between two clear dates; a sward drying or grazed falls a little every
         week, and without the penalty that slow fall joins the cut's interval (longer, so scored lower:
         the demo's meadows lost half their cuts so). Chosen by cross-validation grouped by site
-        (``benchmarks/quality.py``).
+        (``benchmarks/quality.py``, which also shows its cost in event F1 on sparser series).
     regrowth_days
         (robust) Window after the event in which rebound and regrowth are measured.
     threshold
