@@ -51,7 +51,9 @@ Data: ``../shared/data`` or ``$S3TR_REALDATA``.
   The span penalty's risk, sparser series (scratch runs, 2026-11-29; 5-fold grouped CV, seed 0, a random
   share of the clear observations marked invalid, one draw): keeping 60 % of them, bands F1 / BA 0.731 /
   0.790 with the penalty against 0.755 / 0.725 without (NDVI alone 0.665 / 0.757 against 0.683 / 0.733);
-  keeping 40 %, 0.679 / 0.733 against 0.717 / 0.726 (0.616 / 0.714 against 0.637 / 0.649). Where gaps
+  keeping 40 %, 0.679 / 0.733 against 0.717 / 0.726 (0.616 / 0.714 against 0.637 / 0.649); three more
+  draws at 60 % (seeds 1-3): bands 0.739 / 0.762 against 0.769 / 0.766, NDVI 0.665 / 0.700 against 0.682 /
+  0.689. Where gaps
   are long it prefers a short step with a small fall to a long one with a large fall, and event F1 pays.
   A penalty per observation instead of per day (0.03 per step after the first) kept F1 there (0.785 and
   0.721) but not the balanced accuracy on the full series (F1 0.820, BA 0.790); counting only the days
