@@ -134,6 +134,31 @@ def _ramp_down(x: float, bounds: tuple[float, float]) -> float:
     return 1.0 if not np.isfinite(x) else float(np.clip((hi - x) / (hi - lo), 0.0, 1.0))
 
 
+class _EventIndex:
+    """Events grouped by parcel as numpy slices: per-parcel lookups without a DataFrame per parcel."""
+
+    def __init__(self, events: pd.DataFrame) -> None:
+        self.slices: dict[str, slice] = {}
+        if events.empty:
+            return
+        ids = events["parcel_id"].astype(str).to_numpy()
+        order = np.argsort(ids, kind="stable")
+        self.start = events["start"].to_numpy("datetime64[ns]")[order]
+        self.end = events["end"].to_numpy("datetime64[ns]")[order]
+        self.confidence = events["confidence"].to_numpy(float)[order]
+        unique, first, counts = np.unique(ids[order], return_index=True, return_counts=True)
+        self.slices = {str(i): slice(f, f + c) for i, f, c in zip(unique, first, counts, strict=True)}
+
+    def best_in(self, parcel_id: str, start: np.datetime64, end: np.datetime64) -> float:
+        """Best confidence of the parcel's events touching ``[start, end]``; a table of several years
+        holds other seasons' events too."""
+        sl = self.slices.get(parcel_id)
+        if sl is None:
+            return 0.0
+        touch = (self.end[sl] >= start) & (self.start[sl] <= end)
+        return float(self.confidence[sl][touch].max()) if touch.any() else 0.0
+
+
 def detect_activity(
     table: pd.DataFrame,
     *,
@@ -172,8 +197,8 @@ def detect_activity(
     mow = mowing_events
     faint = mowing_status.set_index("parcel_id")["best_candidate"]
     soil = bare_soil_events if bare_soil_events is not None else bare_soil_marker(table, params=bp).events
-    mow_best = mow.groupby("parcel_id")["confidence"].max() if not mow.empty else pd.Series(dtype=float)
-    soil_best = soil.groupby("parcel_id")["confidence"].max() if not soil.empty else pd.Series(dtype=float)
+    mow_index = _EventIndex(mow)
+    soil_index = _EventIndex(soil)
     rows = []
     for s in iter_series(table):
         d, v = s.clear("ndvi")
@@ -185,8 +210,8 @@ def detect_activity(
         inwin = (d >= start) & (d <= end)
         depression = _depression(d[inwin], v[inwin])
         scores = {
-            "mowing": float(mow_best.get(s.parcel_id, 0.0)),
-            "bare_soil": float(soil_best.get(s.parcel_id, 0.0)),
+            "mowing": mow_index.best_in(s.parcel_id, start, end),
+            "bare_soil": soil_index.best_in(s.parcel_id, start, end),
             "grazing": _grazing_score(depression, params),
         }
         # The most specific evidence that passes wins (mowing, then bare soil, then grazing); else the best.

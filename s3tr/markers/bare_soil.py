@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from s3tr.markers.table import ParcelSeries, iter_series, season_bounds, window_quality
+from s3tr.markers.table import ParcelSeries, iter_series, season_windows, window_quality
 
 __all__ = ["BareSoilParams", "BareSoilResult", "bare_soil_marker", "detect_bare_soil"]
 
@@ -75,12 +75,13 @@ def _series_events(s: ParcelSeries, p: BareSoilParams) -> tuple[list[tuple], str
     keep = s.valid & np.isfinite(s.values.get("ndvi", np.full(s.dates.size, np.nan)))
     if not keep.any():
         return [], "no_valid_data", 0
-    start, end = season_bounds(p.season, s.dates)
+    # A table may hold several years of a parcel: each year's season is monitored (season_windows).
+    windows = season_windows(p.season, s.dates)
     d = s.dates[keep]
     ndvi = s.values["ndvi"][keep]
     bsi_all = _bsi(s)
     bsi = bsi_all[keep] if bsi_all is not None else None
-    n_valid, _ = window_quality(d, start, end)
+    per_season = [window_quality(d, lo, hi)[0] for lo, hi in windows]
     soil = ndvi <= p.max_ndvi
     if bsi is not None:
         # Where BSI is known it must agree; where it is NaN, NDVI alone decides.
@@ -102,11 +103,11 @@ def _series_events(s: ParcelSeries, p: BareSoilParams) -> tuple[list[tuple], str
             conf = 0.6 + 0.25 * min(run - p.min_obs, 2) / 2 + 0.15 * margin
         elif i > 0 and ndvi[i - 1] >= p.collapse_from and (j + 1 >= n or ndvi[j + 1] < p.collapse_from - 0.1):
             conf = 0.4 + 0.2 * margin
-        if conf > 0 and d[j] >= start and d[i] <= end:
+        if conf > 0 and any(d[j] >= lo and d[i] <= hi for lo, hi in windows):
             events.append((d[i], d[j], min(conf, 1.0)))
         i = j + 1
-    status = "ok" if n_valid >= p.min_valid else "not_enough_data"
-    return events, status, n_valid
+    status = "ok" if min(per_season) >= p.min_valid else "not_enough_data"
+    return events, status, sum(per_season)
 
 
 def bare_soil_marker(table: pd.DataFrame, *, params: BareSoilParams = BareSoilParams()) -> BareSoilResult:

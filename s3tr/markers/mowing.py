@@ -48,7 +48,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from s3tr.markers.table import ParcelSeries, iter_series, season_bounds, window_quality
+from s3tr.markers.table import ParcelSeries, iter_series, season_windows, window_quality
 
 __all__ = [
     "CANDIDATE_FEATURES",
@@ -454,14 +454,16 @@ def _score(x: np.ndarray, params: MowingParams) -> np.ndarray:
 
 
 def detect_series(series: ParcelSeries, params: MowingParams = MowingParams()) -> list[Interval]:
-    """Mowing events of one parcel series touching the season (only clear dates are used).
+    """Mowing events of one parcel series touching its seasons (only clear dates are used).
+
+    A season of month-days is monitored in every year the series covers (:func:`season_windows`).
 
     Returns
     -------
     list of (start, end, confidence)
         ``start``/``end`` as ``datetime64[D]``, confidence in 0..1, sorted by start.
     """
-    return _detect(series, params, season_bounds(params.season, series.dates))[0]
+    return _detect(series, params, season_windows(params.season, series.dates))[0]
 
 
 def season_evidence(scores: np.ndarray, how: str = "noisy_or") -> float:
@@ -482,11 +484,12 @@ def season_evidence(scores: np.ndarray, how: str = "noisy_or") -> float:
 def _detect(
     series: ParcelSeries,
     params: MowingParams,
-    window: tuple[np.datetime64, np.datetime64] | None = None,
+    windows: list[tuple[np.datetime64, np.datetime64]] | None = None,
 ) -> tuple[list[Interval], list[Interval]]:
     """Events and every scored candidate (robust detector only) of one parcel series.
 
-    With ``window``, only candidates touching it can be events and make the season decision.
+    With ``windows`` (the seasons), only candidates touching one can be events, and each season makes its
+    own season decision.
     """
     t, vals = _clear(series, params)
     v = vals["ndvi"]
@@ -514,7 +517,21 @@ def _detect(
         (np.datetime64(int(t[a]), "D"), np.datetime64(int(t[b]), "D"), float(c))
         for (a, b), c in zip(ab, conf, strict=True)
     ]
-    return _choose(t, ab, conf, params, window), candidates
+    return _choose_seasons(t, ab, conf, params, windows), candidates
+
+
+def _choose_seasons(
+    t: np.ndarray,
+    ab: np.ndarray,
+    conf: np.ndarray,
+    params: MowingParams,
+    windows: list[tuple[np.datetime64, np.datetime64]] | None,
+) -> list[Interval]:
+    """:func:`_choose` in each season, the events merged in time order (one touching two seasons once)."""
+    if windows is None or len(windows) == 1:
+        return _choose(t, ab, conf, params, None if windows is None else windows[0])
+    found = {e[:2]: e for w in windows for e in _choose(t, ab, conf, params, w)}
+    return sorted(found.values(), key=lambda e: e[0])
 
 
 def _choose(
@@ -558,7 +575,6 @@ def candidate_table(table: pd.DataFrame, *, params: MowingParams = MowingParams(
         t, vals = _clear(s, params)
         if t.size < 2:
             continue
-        start, end = season_bounds(params.season, s.dates)
         ab, x = _candidates(t, vals, params)
         if not ab.size:
             continue
@@ -566,8 +582,10 @@ def candidate_table(table: pd.DataFrame, *, params: MowingParams = MowingParams(
         df.insert(0, "end", t[ab[:, 1]].astype("datetime64[D]").astype("datetime64[ns]"))
         df.insert(0, "start", t[ab[:, 0]].astype("datetime64[D]").astype("datetime64[ns]"))
         df.insert(0, "parcel_id", s.parcel_id)
-        inside = (df["end"] >= pd.Timestamp(start)) & (df["start"] <= pd.Timestamp(end))
-        frames.append(df[inside.to_numpy()])
+        inside = np.zeros(len(df), dtype=bool)
+        for lo, hi in season_windows(params.season, s.dates):
+            inside |= ((df["end"] >= pd.Timestamp(lo)) & (df["start"] <= pd.Timestamp(hi))).to_numpy()
+        frames.append(df[inside])
     cols = ["parcel_id", "start", "end", *CANDIDATE_FEATURES]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
 
@@ -640,23 +658,35 @@ def _one_parcel(s: ParcelSeries, p: MowingParams) -> tuple[list[Interval], str, 
     d, _ = s.clear("ndvi")
     if s.dates.size == 0:
         return [], "no_valid_data", 0, float("nan"), float("nan")
-    start, end = season_bounds(p.season, s.dates)
-    n_valid, gap = window_quality(d, start, end)
+    # A table may hold several years of a parcel: each year's season is monitored (season_windows).
+    windows = season_windows(p.season, s.dates)
+    quality = [window_quality(d, lo, hi) for lo, hi in windows]
+    n_valid = sum(n for n, _ in quality)
+    gap = max(g for _, g in quality)
     if n_valid == 0:
         return [], "no_valid_data", 0, gap, float("nan")
+
+    def touches(a: np.datetime64, b: np.datetime64) -> bool:
+        return any(lo <= b and a <= hi for lo, hi in windows)
+
     if p.method == "baseline":
-        # The Sen4CAP rule looks at the season's observations only.
-        inside = (s.dates >= start) & (s.dates <= end)
-        s = ParcelSeries(
-            s.parcel_id, s.dates[inside], s.valid[inside], {k: v[inside] for k, v in s.values.items()}
-        )
-    # The robust detector sees the whole series, so the first event has its "before" level and the last
-    # its regrowth; events are kept when they touch the season.
-    found, candidates = _detect(s, p, (start, end))
-    evs = [e for e in found if start <= e[1] and e[0] <= end]
-    scores = [c for a, b, c in candidates if start <= b and a <= end]
+        # The Sen4CAP rule looks at each season's observations only.
+        found, candidates = [], []
+        for lo, hi in windows:
+            inside = (s.dates >= lo) & (s.dates <= hi)
+            season = ParcelSeries(
+                s.parcel_id, s.dates[inside], s.valid[inside], {k: v[inside] for k, v in s.values.items()}
+            )
+            found += _detect(season, p, [(lo, hi)])[0]
+    else:
+        # The robust detector sees the whole series, so the first event has its "before" level and the
+        # last its regrowth; events are kept when they touch a season.
+        found, candidates = _detect(s, p, windows)
+    evs = [e for e in found if touches(e[0], e[1])]
+    scores = [c for a, b, c in candidates if touches(a, b)]
     best = float("nan") if p.method == "baseline" else max(scores, default=0.0)
-    status = "ok" if n_valid >= p.min_valid else "not_enough_data"
+    # Every season must have enough clear dates for the parcel's "nothing found" to mean anything.
+    status = "ok" if min(n for n, _ in quality) >= p.min_valid else "not_enough_data"
     return evs, status, n_valid, gap, best
 
 

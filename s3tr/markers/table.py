@@ -37,6 +37,9 @@ __all__ = [
     "normalize_timeseries",
     "parcel_quality",
     "read_timeseries",
+    "season_bounds",
+    "season_windows",
+    "window_quality",
 ]
 
 logger = logging.getLogger(__name__)
@@ -334,9 +337,40 @@ def season_bounds(season: tuple[str, str], dates: np.ndarray) -> tuple[np.dateti
     Full dates (``YYYY-MM-DD``) are used as they are; month-days (``MM-DD``) take the year of the median
     date of ``dates`` so that one season definition serves every campaign.
     """
+    year = int(str(np.sort(dates)[dates.size // 2])[:4]) if dates.size else 2000
+    return _in_year(season, year)
+
+
+def season_windows(
+    season: tuple[str, str], dates: np.ndarray, *, min_cover: float = 0.5
+) -> list[tuple[np.datetime64, np.datetime64]]:
+    """Every season that a parcel's series covers, in time order.
+
+    A season of full dates is that one window. A season of month-days (``MM-DD``) is taken in each
+    calendar year whose season the series spans (from its first to its last date) for at least
+    ``min_cover`` of the season's length, so that a table holding several years per parcel is monitored
+    every year, not only in its median year; a few weeks of lead-in from the previous autumn do not
+    count as a season. A series that spans no season that much gets :func:`season_bounds`.
+    """
     start, end = (str(x) for x in season)
-    if len(start) == 5 or len(end) == 5:
-        year = int(str(np.sort(dates)[dates.size // 2])[:4]) if dates.size else 2000
-        start = f"{year}-{start}" if len(start) == 5 else start
-        end = f"{year}-{end}" if len(end) == 5 else end
-    return np.datetime64(start, "D"), np.datetime64(end, "D")
+    if (len(start) != 5 or len(end) != 5) or dates.size == 0:
+        return [season_bounds(season, dates)]
+    first, last = dates.min().astype("datetime64[D]"), dates.max().astype("datetime64[D]")
+    windows = []
+    for year in range(int(str(first)[:4]) - 1, int(str(last)[:4]) + 1):
+        lo, hi = _in_year(season, year)
+        spanned = (min(last, hi) - max(first, lo)).astype(int)
+        if spanned >= min_cover * (hi - lo).astype(int):
+            windows.append((lo, hi))
+    return windows or [season_bounds(season, dates)]
+
+
+def _in_year(season: tuple[str, str], year: int) -> tuple[np.datetime64, np.datetime64]:
+    """``season`` with its month-days (``MM-DD``) placed in ``year``; a season whose end month-day comes
+    before its start month-day (a winter season) ends in the next year."""
+    start, end = (str(x) for x in season)
+    lo = np.datetime64(f"{year}-{start}" if len(start) == 5 else start, "D")
+    hi = np.datetime64(f"{year}-{end}" if len(end) == 5 else end, "D")
+    if len(start) == 5 and len(end) == 5 and hi < lo:
+        hi = np.datetime64(f"{year + 1}-{end}", "D")
+    return lo, hi

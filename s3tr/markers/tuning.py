@@ -24,14 +24,14 @@ from s3tr.markers.mowing import (
     NDVI_FEATURES,
     MowingParams,
     _candidates,
-    _choose,
+    _choose_seasons,
     _clear,
     _score,
     candidate_table,
     fit_scorer,
     mowing_marker,
 )
-from s3tr.markers.table import iter_series, season_bounds, window_quality
+from s3tr.markers.table import iter_series, season_windows, window_quality
 
 __all__ = [
     "cross_validate_crop",
@@ -95,8 +95,8 @@ def _events_for(table: pd.DataFrame, params: MowingParams) -> pd.DataFrame:
     return mowing_marker(table, params=params).events
 
 
-#: One parcel's robust candidates: ``parcel_id, clear dates, candidate index pairs, features, season``.
-_Prepared = tuple[str, np.ndarray, np.ndarray, np.ndarray, tuple[np.datetime64, np.datetime64]]
+#: One parcel's robust candidates: ``parcel_id, clear dates, candidate index pairs, features, seasons``.
+_Prepared = tuple[str, np.ndarray, np.ndarray, np.ndarray, list[tuple[np.datetime64, np.datetime64]]]
 
 
 def _prepare(table: pd.DataFrame, base: MowingParams) -> list[_Prepared]:
@@ -106,16 +106,16 @@ def _prepare(table: pd.DataFrame, base: MowingParams) -> list[_Prepared]:
         if s.dates.size == 0:
             continue
         d, _ = s.clear("ndvi")
-        window = season_bounds(base.season, s.dates)
-        # The same early exits as mowing_marker: no clear date in the season, no event.
-        if window_quality(d, *window)[0] == 0:
+        windows = season_windows(base.season, s.dates)
+        # The same early exits as mowing_marker: no clear date in the seasons, no event.
+        if sum(window_quality(d, *w)[0] for w in windows) == 0:
             continue
         t, vals = _clear(s, base)
         if t.size < 2:
             continue
         ab, x = _candidates(t, vals, base)
         if ab.shape[0]:
-            out.append((s.parcel_id, t, ab, x, window))
+            out.append((s.parcel_id, t, ab, x, windows))
     return out
 
 
@@ -128,8 +128,10 @@ def _fast_events(
     """
     rows = [
         (pid, a, b, c)
-        for k, (pid, t, ab, x, window) in enumerate(prepared)
-        for a, b, c in _choose(t, ab, _score(x, params) if scores is None else scores[k], params, window)
+        for k, (pid, t, ab, x, windows) in enumerate(prepared)
+        for a, b, c in _choose_seasons(
+            t, ab, _score(x, params) if scores is None else scores[k], params, windows
+        )
     ]
     ev = pd.DataFrame(rows, columns=EVENT_COLUMNS)
     for col in ("start", "end"):

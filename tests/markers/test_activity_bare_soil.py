@@ -5,6 +5,7 @@ import pandas as pd
 
 from s3tr.markers.activity import ActivityParams, detect_activity
 from s3tr.markers.bare_soil import bare_soil_marker, detect_bare_soil
+from s3tr.markers.mowing import mowing_marker
 from s3tr.markers.table import normalize_timeseries
 
 
@@ -112,3 +113,33 @@ def test_depression_kernel_agrees_with_its_definition() -> None:
     d = np.arange(np.datetime64("2025-05-01"), np.datetime64("2025-08-01"), 6)
     v = np.where(d < np.datetime64("2025-06-15"), 0.8, 0.45)
     assert abs(_depression(d, v) - 0.35) < 1e-12
+
+
+def test_bare_soil_in_every_year_of_a_multi_year_table():
+    two = pd.concat(
+        [
+            _ploughed("field", soil_dates=3),
+            _ploughed("field", soil_dates=3).assign(date=lambda d: d["date"] + pd.DateOffset(years=1)),
+        ]
+    )
+    run = bare_soil_marker(normalize_timeseries(two))
+    assert run.events["start"].dt.year.tolist() == [2023, 2024]
+    assert run.status["status"].iloc[0] == "ok"
+
+
+def test_activity_counts_only_the_events_of_its_own_window(make_grass):
+    # Three years of one field, mown in the last only: events of every season are found, but the window
+    # of month-days is the median year's, where nothing happened.
+    years = pd.concat(
+        make_grass("field", year=y, seed=k, mowings=("2023-06-10",) if y == 2023 else ())
+        for k, y in enumerate((2021, 2022, 2023))
+    )
+    t = normalize_timeseries(years)
+    events = mowing_marker(t).events
+    assert events["start"].dt.year.tolist() == [2023]
+    idle = detect_activity(t, mowing_events=events).iloc[0]
+    assert not idle["activity"]
+    mown = detect_activity(
+        t, params=ActivityParams(window=("2023-04-01", "2023-10-31")), mowing_events=events
+    )
+    assert mown["activity"].iloc[0]

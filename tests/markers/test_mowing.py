@@ -155,3 +155,23 @@ def test_a_slow_fall_before_the_cut_stays_out_of_its_interval() -> None:
     # Without the penalty the interval takes in the whole slow fall.
     (row,) = candidate_table(table, params=MowingParams(span_penalty=0.0)).itertuples()
     assert (row.end - row.start).days >= 20
+
+
+def test_a_table_of_several_years_per_parcel_is_monitored_every_year(make_grass) -> None:
+    # Another country's ground truth may key its series by field, not by field-year.
+    years = pd.concat(
+        make_grass("field", year=y, mowings=(f"{y}-06-{10 + k}", f"{y}-08-{5 + k}"), seed=k)
+        for k, y in enumerate((2021, 2022, 2023))
+    )
+    t = normalize_timeseries(years)
+    for p in (MowingParams(), MowingParams(method="baseline")):
+        run = mowing_marker(t, params=p)
+        cuts = run.events["start"].dt.year.value_counts().sort_index()
+        assert cuts.to_dict() == {2021: 2, 2022: 2, 2023: 2}, p.method
+        # Every season is counted in the parcel's clear dates.
+        assert run.status["n_valid"].iloc[0] == sum(
+            int(((d >= f"{y}-04-01") & (d <= f"{y}-10-31")).sum())
+            for y, d in ((y, years["date"]) for y in (2021, 2022, 2023))
+        )
+    robust = MowingParams()
+    assert _fast_events(_prepare(t, robust), robust).equals(mowing_marker(t, params=robust).events)

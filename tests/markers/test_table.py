@@ -12,6 +12,8 @@ from s3tr.markers.table import (
     normalize_timeseries,
     parcel_quality,
     read_timeseries,
+    season_bounds,
+    season_windows,
 )
 
 
@@ -136,3 +138,34 @@ def test_bands_in_digital_numbers_are_rescaled_and_reported(make_grass):
     pd.testing.assert_frame_equal(detect_mowing(t), detect_mowing(ref), atol=1e-3)
     # Reflectances already 0..1 are left alone.
     assert not any("digital numbers" in m for m in ref.attrs["issues"])
+
+
+def _days(first: str, last: str) -> np.ndarray:
+    return pd.date_range(first, last, freq="5D").to_numpy().astype("datetime64[D]")
+
+
+def _iso(windows) -> list[tuple[str, str]]:
+    return [(str(lo), str(hi)) for lo, hi in windows]
+
+
+def test_season_windows_one_per_year_a_table_covers():
+    season = ("04-01", "10-31")
+    # Three calendar years of one parcel: three seasons, not only the median year's.
+    assert _iso(season_windows(season, _days("2021-01-03", "2023-12-28"))) == [
+        ("2021-04-01", "2021-10-31"),
+        ("2022-04-01", "2022-10-31"),
+        ("2023-04-01", "2023-10-31"),
+    ]
+    # Six weeks of lead-in from the previous autumn are context, not a season.
+    assert _iso(season_windows(season, _days("2021-09-20", "2022-12-20"))) == [("2022-04-01", "2022-10-31")]
+    # A series shorter than half a season still gets its median year's season.
+    short = _days("2022-05-01", "2022-07-15")
+    assert season_windows(season, short) == [season_bounds(season, short)]
+    # Full dates are one window, whatever the series covers.
+    assert _iso(season_windows(("2022-05-01", "2022-06-09"), _days("2021-01-03", "2023-12-28"))) == [
+        ("2022-05-01", "2022-06-09")
+    ]
+    # A winter season ends in the next year.
+    assert _iso(season_windows(("11-01", "02-28"), _days("2022-10-01", "2023-03-31"))) == [
+        ("2022-11-01", "2023-02-28")
+    ]
