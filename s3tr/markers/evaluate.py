@@ -9,7 +9,9 @@ over the parcels of the time series; a parcel of the series absent from the trut
 
 Crop: accuracy, macro-F1, the expected calibration error of the top-1 probability over **15 equal-width bins**
 (ECE = sum over bins of |bin| / n * |accuracy(bin) - mean probability(bin)|), and the coverage and precision
-of predictions with probability >= 0.9. Accuracy carries a 95 % Wilson interval.
+of predictions with probability >= 0.9. Accuracy carries a 95 % Wilson interval;
+:func:`crop_bootstrap_intervals` gives every crop figure a 95 % bootstrap interval (over groups, e.g. farms,
+when parcels of a group are alike).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pandas as pd
 from s3tr.markers.table import MarkerInputError
 
 __all__ = [
+    "crop_bootstrap_intervals",
     "evaluate_crop",
     "evaluate_crop_files",
     "evaluate_mowing",
@@ -246,6 +249,93 @@ def evaluate_crop(
         "coverage_at_threshold": float(high.sum() / n) if n else float("nan"),
         "precision_at_threshold": float(corr_has[high].mean()) if high.any() else float("nan"),
     }
+
+
+def crop_bootstrap_intervals(
+    pred_df: pd.DataFrame,
+    labels_df: pd.DataFrame,
+    *,
+    groups: pd.Series | None = None,
+    threshold: float = 0.9,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, list[float]]:
+    """95 % percentile intervals of the :func:`evaluate_crop` figures, by bootstrap.
+
+    Parameters
+    ----------
+    pred_df, labels_df
+        As for :func:`evaluate_crop` (unpredicted labelled parcels count as wrong, as there).
+    groups
+        ``parcel_id -> group``: whole groups are resampled (a farm's parcels are sown and managed alike, so
+        they are not independent draws); default each parcel alone.
+    threshold, n_boot, seed
+        Probability threshold of the coverage figures, resamples, random seed.
+
+    Returns
+    -------
+    dict
+        ``<figure>_ci95: [low, high]`` for ``accuracy``, ``macro_f1``, ``ece_15_bins``,
+        ``coverage_at_threshold`` and ``precision_at_threshold``.
+    """
+    pr = _require(pred_df, ("parcel_id", "predicted", "probability"), "predictions")
+    lb = _require(labels_df, ("parcel_id", "label"), "labels")
+    df = lb.astype({"parcel_id": str, "label": str}).merge(
+        pr.astype({"parcel_id": str}), on="parcel_id", how="left"
+    )
+    has = (df["predicted"].notna() & df["probability"].notna()).to_numpy()
+    label = df["label"].to_numpy()
+    correct = (df["predicted"].where(has, "<none>").astype(str).to_numpy() == label).astype(float)
+    prob = np.where(has, df["probability"].to_numpy(dtype=float), 0.0)
+    high = has & (prob >= threshold)
+    bins = np.clip(np.ceil(prob * 15).astype(int) - 1, 0, 14)
+    classes, label_idx = np.unique(label, return_inverse=True)
+    # Predictions of a class no parcel has count for no class's F1, as in evaluate_crop.
+    index = {c: i for i, c in enumerate(classes)}
+    said_idx = np.array(
+        [index.get(str(p), -1) if h else -1 for p, h in zip(df["predicted"], has, strict=True)]
+    )
+    said_known = said_idx >= 0
+    if groups is None:
+        group_idx = np.arange(len(df))
+    else:
+        keys = groups.rename(index=str).reindex(df["parcel_id"]).to_numpy(dtype=object)
+        # A parcel without a group is a group of its own.
+        keys = np.where(pd.isna(keys), "\0" + df["parcel_id"].to_numpy(dtype=object), keys)
+        group_idx = np.unique(keys.astype(str), return_inverse=True)[1]
+    n_groups = int(group_idx.max()) + 1 if len(df) else 0
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_boot if n_groups else 0):
+        w = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[group_idx].astype(float)
+        total = w.sum()
+        tp = np.bincount(label_idx, weights=w * correct, minlength=classes.size)
+        true = np.bincount(label_idx, weights=w, minlength=classes.size)
+        said = np.bincount(said_idx[said_known], weights=w[said_known], minlength=classes.size)
+        present = true > 0
+        f1 = 2 * tp[present] / (true[present] + said[present])
+        wh = w * has
+        ece = 0.0
+        for b in np.unique(bins[has]):
+            sel = has & (bins == b)
+            mass = w[sel].sum()
+            if mass:
+                ece += mass / wh.sum() * abs((w * correct)[sel].sum() / mass - (w * prob)[sel].sum() / mass)
+        wt = (w * high).sum()
+        draws.append(
+            (
+                (w * correct).sum() / total,
+                f1.mean(),
+                ece,
+                wt / total,
+                (w * high * correct).sum() / wt if wt else np.nan,
+            )
+        )
+    names = ("accuracy", "macro_f1", "ece_15_bins", "coverage_at_threshold", "precision_at_threshold")
+    if not draws:
+        return {f"{k}_ci95": [float("nan"), float("nan")] for k in names}
+    lo, hi = np.nanpercentile(np.asarray(draws, dtype=float), [2.5, 97.5], axis=0)
+    return {f"{k}_ci95": [float(a), float(b)] for k, a, b in zip(names, lo, hi, strict=True)}
 
 
 def _write_json(result: dict[str, Any], out: str | Path | None) -> None:

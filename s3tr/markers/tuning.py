@@ -377,15 +377,17 @@ def cross_validate_crop(
     Returns
     -------
     dict
-        :func:`~s3tr.markers.evaluate.evaluate_crop` figures on the pooled out-of-fold predictions, plus
-        ``fit_seconds`` (mean per fold) and ``n_splits``.
+        :func:`~s3tr.markers.evaluate.evaluate_crop` figures on the pooled out-of-fold predictions, their
+        95 % intervals (``<figure>_ci95``, :func:`~s3tr.markers.evaluate.crop_bootstrap_intervals`, over
+        ``groups`` when given), ``fit_seconds`` (mean per fold), ``n_splits`` and the out-of-fold
+        ``predictions``.
     """
     import time
 
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     from s3tr.markers.crop import _MISSING, CropFeatureConfig, build_features, make_classifier
-    from s3tr.markers.evaluate import evaluate_crop
+    from s3tr.markers.evaluate import crop_bootstrap_intervals, evaluate_crop
 
     cfg = config if isinstance(config, CropFeatureConfig) else CropFeatureConfig()
     make = make_estimator if callable(make_estimator) else (lambda s: make_classifier(seed=s))
@@ -418,5 +420,9 @@ def cross_validate_crop(
             )
         )
     pred = pd.concat(rows, ignore_index=True)
-    result = evaluate_crop(pred, lab.loc[ids, ["label"]].reset_index())
+    truth = lab.loc[ids, ["label"]].reset_index()
+    result = evaluate_crop(pred, truth)
+    # Every figure gets a bootstrap interval, over the folds' groups when given (the accuracy's replaces
+    # the Wilson interval then: parcels of one group are not independent draws).
+    result.update(crop_bootstrap_intervals(pred, truth, groups=groups, seed=seed))
     return {**result, "fit_seconds": float(np.mean(times)), "n_splits": n_splits, "predictions": pred}

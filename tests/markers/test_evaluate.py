@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from s3tr.markers.evaluate import (
+    crop_bootstrap_intervals,
     evaluate_crop,
     evaluate_crop_files,
     evaluate_mowing,
@@ -86,3 +87,42 @@ def test_ece_and_crop_scores(tmp_path):
     labels.to_csv(tmp_path / "l.csv", index=False)
     r2 = evaluate_crop_files(tmp_path / "p.csv", tmp_path / "l.csv", json_out=tmp_path / "o.json")
     assert json.loads((tmp_path / "o.json").read_text())["accuracy"] == r2["accuracy"] == 0.5
+
+
+def _crop_run(n: int = 400, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    label = rng.choice(["wheat", "maize", "grass", "rape"], n)
+    prob = rng.uniform(0.3, 1.0, n)
+    right = rng.random(n) < prob
+    predicted = np.where(right, label, rng.choice(["wheat", "maize", "grass", "sunflower"], n))
+    ids = [f"p{i}" for i in range(n)]
+    pred = pd.DataFrame({"parcel_id": ids, "predicted": predicted, "probability": prob})
+    pred.loc[:4, ["predicted", "probability"]] = None  # unpredicted parcels count as wrong
+    return pred, pd.DataFrame({"parcel_id": ids, "label": label})
+
+
+def test_crop_bootstrap_intervals_agree_with_the_figures_and_widen_with_groups():
+    pred, labels = _crop_run()
+    point = evaluate_crop(pred, labels)
+    # One group holding every parcel: each resample is the whole set, so the interval is the figure itself.
+    one = crop_bootstrap_intervals(
+        pred, labels, groups=pd.Series("farm", index=labels["parcel_id"]), n_boot=3
+    )
+    for name in ("accuracy", "macro_f1", "ece_15_bins", "coverage_at_threshold", "precision_at_threshold"):
+        assert one[f"{name}_ci95"] == pytest.approx([point[name]] * 2), name
+    alone = crop_bootstrap_intervals(pred, labels, n_boot=400)
+    for name in ("accuracy", "macro_f1", "coverage_at_threshold", "precision_at_threshold"):
+        lo, hi = alone[f"{name}_ci95"]
+        assert lo < point[name] < hi, name
+    lo, hi = alone["accuracy_ci95"]
+    assert hi - lo == pytest.approx(np.diff(point["accuracy_ci95"])[0], rel=0.25)  # as wide as Wilson's
+    # Farms of 10 identical parcels: 40 independent draws, not 400, so an interval about sqrt(10) as wide.
+    pred, labels = _crop_run(40, seed=1)
+    copies = [df.assign(parcel_id=df["parcel_id"] + f"_{k}") for df in (pred, labels) for k in range(10)]
+    pred10, labels10 = pd.concat(copies[:10]), pd.concat(copies[10:])
+    farms = pd.Series(labels10["parcel_id"].str.split("_").str[0].to_numpy(), index=labels10["parcel_id"])
+    parcels = crop_bootstrap_intervals(pred10, labels10, n_boot=400)
+    by_farm = crop_bootstrap_intervals(pred10, labels10, groups=farms, n_boot=400)
+    width = {k: np.diff(v)[0] for k, v in parcels.items()}
+    assert np.diff(by_farm["accuracy_ci95"])[0] > 2 * width["accuracy_ci95"]
+    assert np.diff(by_farm["macro_f1_ci95"])[0] > 2 * width["macro_f1_ci95"]

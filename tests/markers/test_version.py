@@ -53,3 +53,16 @@ def test_the_mowing_model_card_describes_the_shipped_scorers() -> None:
     for metrics in card["metrics"].values():
         lo, hi = metrics["f1_ci95"]
         assert lo <= metrics["f1"] <= hi
+
+
+def test_the_crop_model_card_gives_every_figure_an_interval() -> None:
+    from pathlib import Path
+
+    card = json.loads(
+        (Path(__file__).resolve().parents[2] / "models" / "crop_group" / "model.json").read_text()
+    )
+    # Written by pipelines/train_crop_demo.py from its cross-validation grouped by farm.
+    metrics = card["metrics"]
+    for name in ("accuracy", "macro_f1", "ece_15_bins", "coverage_at_threshold", "precision_at_threshold"):
+        lo, hi = metrics[f"{name}_ci95"]
+        assert lo <= metrics[name] <= hi and hi - lo > 0, name
