@@ -48,6 +48,8 @@ INDICES = ("ndvi", "evi", "ndmi", "ndwi", "bsi")
 BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 #: A band whose median exceeds this is in digital numbers (reflectance x 10,000), not reflectance.
 DN_MEDIAN_ABOVE = 2.0
+#: An index whose 90th percentile of absolute values exceeds this is stored scaled (x 100 or x 10,000).
+INDEX_SCALED_ABOVE = 1.5
 S1_COLUMNS = ("vv", "vh", "coherence")
 _VALUE_COLUMNS = INDICES + BANDS + S1_COLUMNS + tuple(f"{i}_std" for i in INDICES)
 
@@ -135,6 +137,8 @@ def normalize_timeseries(df: pd.DataFrame, *, source: str = "<table>") -> pd.Dat
     - ``valid`` defaults to True; it becomes False where NDVI is not finite (NDVI is computed from B8A, or
       B08, and B04 when the ``ndvi`` column is absent or empty);
     - bands whose median is above ``DN_MEDIAN_ABOVE`` are digital numbers: divided by 10,000 (reported);
+      indices beyond -1..1 (90th percentile of their absolute values above ``INDEX_SCALED_ABOVE``) are
+      stored scaled: divided by 10,000 (beyond 150) or 100 (reported);
     - duplicate (parcel, date) rows are merged: mean of the valid rows (of all rows if none is valid);
     - rows are sorted by ``parcel_id`` then ``date``.
 
@@ -202,6 +206,19 @@ def normalize_timeseries(df: pd.DataFrame, *, source: str = "<table>") -> pd.Dat
             f"{source}: band(s) {', '.join(dn)} look like digital numbers (median above {DN_MEDIAN_ABOVE:g}, "
             "reflectance is 0..1); divided by 10,000"
         )
+
+    # Indices are -1..1, yet some stores keep them as integers: x 10,000 (Sentinel Hub INT16, MODIS) or
+    # x 100 (percent). Read as ratios, an NDVI of 8,000 would make every fall a mowing.
+    for col in [c for c in INDICES if c in out.columns]:
+        # The 90th percentile: a few wild values (a broken pixel) do not make a ratio column look scaled.
+        p90 = out[col].abs().quantile(0.9)
+        if p90 > INDEX_SCALED_ABOVE:
+            scale = 10_000.0 if p90 > 150 else 100.0
+            out[col] = out[col] / scale
+            issues.append(
+                f"{source}: index {col} is beyond -1..1 (90th percentile of |{col}| {p90:g}); taken as "
+                f"scaled by {scale:,.0f} and divided by it"
+            )
 
     if "valid" in out.columns:
         v = pd.to_numeric(out["valid"], errors="coerce")

@@ -169,3 +169,21 @@ def test_season_windows_one_per_year_a_table_covers():
     assert _iso(season_windows(("11-01", "02-28"), _days("2022-10-01", "2023-03-31"))) == [
         ("2022-11-01", "2023-02-28")
     ]
+
+
+@pytest.mark.parametrize("scale", [100, 10_000])
+def test_indices_stored_scaled_are_read_as_ratios(make_grass, scale):
+    from s3tr.markers.mowing import detect_mowing
+
+    raw = make_grass(mowings=("2023-06-12",))
+    raw["ndmi"] = 0.4 * raw["ndvi"] - 0.1
+    scaled = raw.assign(ndvi=(raw["ndvi"] * scale).round(), ndmi=(raw["ndmi"] * scale).round())
+    t = normalize_timeseries(scaled, source="int16.csv")
+    ref = normalize_timeseries(raw)
+    assert t["ndvi"].abs().max() <= 1.0 and t["ndmi"].abs().max() <= 1.0
+    assert sum("int16.csv" in m and "scaled by" in m for m in t.attrs["issues"]) == 2
+    pd.testing.assert_frame_equal(detect_mowing(t), detect_mowing(ref), atol=1e-2)
+    assert len(detect_mowing(t)) == 1
+    # Ratios, even with a few wild values (a broken pixel), are left alone.
+    wild = raw.assign(ndvi=raw["ndvi"].where(raw.index != 3, 40.0))
+    assert not any("scaled by" in m for m in normalize_timeseries(wild).attrs["issues"])
