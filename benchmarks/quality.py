@@ -86,6 +86,14 @@ Data: ``../shared/data`` or ``$S3TR_REALDATA``.
   conditions, another group >= ``p_other`` and the declared one <= ``p_red`` as the decisions bound it from
   the top 2, would wrongly flag red) and as if each declared a random other group (the share caught): why
   a group below ``crop_group.min_training_parcels`` training parcels is never red.
+- Crop, declarations (``--only declarations``, about 25 s): the decision rule itself (``_crop_group`` of
+  :mod:`s3tr.decide.decide`, rule set 2025 without its RPG families) on the calibrated trees' probabilities
+  for 2,160 held-out UCR series declared honestly, as a random other group, and as the look-alike a cheat
+  would pick (the group likeliest after the true one): the green / orange / red shares for several
+  ``p_green``. Measured (2026-11-30, accuracy 0.772): at the rule set's 0.75, honest 0.534 / 0.464 / 0.001,
+  random 0.001 / 0.612 / 0.387, look-alike 0.014 / 0.719 / 0.266; at 0.5, honest 0.687 green and
+  look-alike 0.108 green; at 0.9, 0.390 and 0.003. ``p_green`` moves honest parcels between green and
+  orange and look-alike cheats into green; it changes no red.
 - Crop, TempCNN (FORMOSAT-2 NIR/R/G pixels): trained on its train split (out-of-fold splits grouped by
   parcel), scored on its test split per pixel and per parcel (mean probability over the parcel's pixels).
 """
@@ -361,6 +369,66 @@ def crop_rare_groups(root: Path, *, sizes: tuple[int, ...] = (25, 50, 100, 200))
         )
 
 
+def crop_declarations(root: Path, *, p_greens: tuple[float, ...] = (0.5, 0.6, 0.75, 0.9)) -> None:
+    """Green / orange / red shares of honest and of false declarations under the crop rule, by ``p_green``."""
+    from sklearn.model_selection import train_test_split
+
+    from s3tr.decide.decide import _crop_group
+    from s3tr.markers.crop import build_features, make_classifier
+
+    print(
+        "== Crop: what the rule makes of honest and of false declarations (UCR Crop, calibrated trees, 70/30)"
+    )
+    table, labels = load_ucr_crop(root / "ucr_crop")
+    feats = build_features(table, CropFeatureConfig())
+    y = labels.set_index("parcel_id").loc[feats.index, "label"].astype(str).to_numpy()
+    train, test = train_test_split(np.arange(len(y)), test_size=0.3, stratify=y, random_state=0)
+    model = make_classifier(seed=0).fit(feats.to_numpy(float)[train], y[train])
+    p = model.predict_proba(feats.to_numpy(float)[test])
+    classes = np.asarray(model.classes_).astype(str)
+    rows = np.arange(len(test))
+    order = np.argsort(-p, axis=1)
+    evidence = [
+        {
+            "crop_predicted": classes[order[i, 0]],
+            "crop_probability": p[i, order[i, 0]],
+            "crop_second": classes[order[i, 1]],
+            "crop_second_probability": p[i, order[i, 1]],
+        }
+        for i in rows
+    ]
+    honest = np.searchsorted(classes, y[test])
+    rng = np.random.default_rng(0)
+    # False declarations: any other group at random, and the look-alike a cheat would pick (the group the
+    # model finds likeliest after the true one).
+    at_random = (honest + rng.integers(1, len(classes), len(test))) % len(classes)
+    look_alike = np.where(order[:, 0] == honest, order[:, 1], order[:, 0])
+    base = load_ruleset(2025)
+    # UCR's classes are not RPG groups: no family of look-alikes, no "idle" group, no training-count rule.
+    rules = base.crop_group.model_copy(update={"similar_groups": [], "idle_groups": []})
+    print(
+        f"   {len(test)} test series, accuracy {(order[:, 0] == honest).mean():.3f}; "
+        "shares green / orange / red"
+    )
+    for p_green in p_greens:
+        rs = base.model_copy(update={"crop_group": rules.model_copy(update={"p_green": p_green})})
+        line = []
+        for name, declared in (
+            ("honest", honest),
+            ("false, random", at_random),
+            ("false, look-alike", look_alike),
+        ):
+            flags = pd.Series(
+                [_crop_group(evidence[i], rs, [], None, classes[declared[i]], None)[0].value for i in rows]
+            )
+            share = flags.value_counts(normalize=True)
+            line.append(
+                f"{name} {share.get('green', 0):.3f}/{share.get('orange', 0):.3f}/{share.get('red', 0):.3f}"
+            )
+        mark = " (rule set)" if p_green == base.crop_group.p_green else ""
+        print(f"   p_green {p_green:.2f}{mark:11s} " + "; ".join(line))
+
+
 def crop_tempcnn(root: Path, *, classifier: str = "stack") -> None:
     print(f"== Crop: TempCNN (FORMOSAT-2 NIR/R/G pixels, 13 classes), train -> test split, {classifier}")
     cfg = CropFeatureConfig(columns=("ndvi", "B08", "B04", "B03"))
@@ -401,7 +469,9 @@ def main() -> None:
     ap.add_argument(
         "--refit", action="store_true", help="print mowing scorer coefficients fitted on all sites"
     )
-    ap.add_argument("--only", choices=("mowing", "ucr", "rare", "tempcnn"), help="run one part")
+    ap.add_argument(
+        "--only", choices=("mowing", "ucr", "rare", "declarations", "tempcnn"), help="run one part"
+    )
     ap.add_argument(
         "--classifier",
         choices=("stack", "trees"),
@@ -421,6 +491,8 @@ def main() -> None:
         crop_ucr(root, quick=args.quick, classifier=args.classifier)
     if args.only in (None, "rare"):
         crop_rare_groups(root)
+    if args.only in (None, "declarations"):
+        crop_declarations(root)
     if args.only in (None, "tempcnn"):
         crop_tempcnn(root, classifier=args.classifier)
     print(f"total {time.perf_counter() - t0:.0f} s")
