@@ -62,6 +62,11 @@ Data: ``../shared/data`` or ``$S3TR_REALDATA``.
   share of the run's largest fall that the chosen interval must keep (``fall >= share x largest``, else the
   largest; 2026-11-30, 4 seeds): shares 0.3 / 0.4 / 0.5 gave F1 0.820 / 0.819 / 0.821 but BA 0.803 / 0.810
   / 0.820, against 0.817 / 0.847 without a floor.
+  Snow, which SCL and Cloud Score+ miss (2026-11-30): a SNOMAP-like test (NDSI >= 0.4, NIR > 0.11, green
+  > 0.1) flags 3,203 of the 16,928 clear observations, all but 2 of them outside April-October or below
+  the detector's NDVI floor (``min_ndvi``), so the detector already ignores them: masking them gave F1 /
+  BA 0.819 / 0.848 against 0.817 / 0.847 (4 seeds; NDSI >= 0.2 0.820 / 0.850). Not added: the shipped
+  scorers would have to be refitted for nothing measurable; a snowier country's data would tell.
   The line "one series per plot" runs the shipped detector on the same set with the plot-years of each plot
   joined into one series (154 plots, 1-4 years each), the way another country's truth may come: every
   year's season is watched (``season_windows``). Before that, only the median year's was: event F1 0.445
