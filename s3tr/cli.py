@@ -242,15 +242,28 @@ TsOpt = Annotated[Path, typer.Option("--timeseries", help="Time-series table (CS
 def markers_mowing(
     timeseries: TsOpt,
     out_path: Annotated[Path, typer.Option("--out", help="Events table: parcel_id, start, end, confidence.")],
+    season: Annotated[
+        str,
+        typer.Option(
+            help="Season watched, START,END: month-days (MM-DD) are watched in every year a parcel's series "
+            "covers; full dates (YYYY-MM-DD) once. Events touching it are kept."
+        ),
+    ] = "04-01,10-31",
 ) -> None:
     """Detect mowing events on grassland series."""
-    from s3tr.markers import run_mowing
+    from s3tr.markers import MowingParams, run_mowing
+    from s3tr.markers.table import parse_season
 
     try:
-        events = run_mowing(timeseries, out_path)
+        params = MowingParams(season=parse_season(season))
+        events = run_mowing(timeseries, out_path, params=params)
     except S3trError as exc:
         raise _fail(exc) from exc
-    out.print(f"{len(events)} mowing events on {events['parcel_id'].nunique()} parcels -> {out_path}")
+    statuses = ", ".join(f"{n} {status}" for status, n in sorted(events.attrs["status_counts"].items()))
+    out.print(
+        f"{len(events)} mowing events on {events['parcel_id'].nunique()} of {events.attrs['n_parcels']} "
+        f"parcels ({statuses}) -> {out_path}"
+    )
 
 
 @crop_app.command("train")

@@ -36,6 +36,7 @@ __all__ = [
     "iter_series",
     "normalize_timeseries",
     "parcel_quality",
+    "parse_season",
     "read_timeseries",
     "season_bounds",
     "season_windows",
@@ -356,6 +357,31 @@ def season_bounds(season: tuple[str, str], dates: np.ndarray) -> tuple[np.dateti
     """
     year = int(str(np.sort(dates)[dates.size // 2])[:4]) if dates.size else 2000
     return _in_year(season, year)
+
+
+def parse_season(text: str) -> tuple[str, str]:
+    """``"START,END"`` (each ``MM-DD`` or ``YYYY-MM-DD``) as a season tuple.
+
+    Raises
+    ------
+    MarkerInputError
+        When the text is not two such dates, or a full-date season ends before it starts.
+    """
+    parts = [p.strip() for p in str(text).split(",")]
+    if len(parts) != 2:
+        raise MarkerInputError(f"season {text!r}: give START,END (e.g. 04-01,10-31 or 2025-04-01,2025-10-31)")
+    for part in parts:
+        try:
+            # A month-day is checked in a leap year, so that 02-29 is accepted.
+            np.datetime64(f"2000-{part}" if len(part) == 5 else part, "D")
+            ok = len(part) in (5, 10)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise MarkerInputError(f"season {text!r}: {part!r} is neither MM-DD nor YYYY-MM-DD")
+    if len(parts[0]) == len(parts[1]) == 10 and parts[1] < parts[0]:
+        raise MarkerInputError(f"season {text!r} ends before it starts")
+    return parts[0], parts[1]
 
 
 def season_windows(
