@@ -47,6 +47,13 @@ the stack and measured by nested 5-fold CV (``benchmarks/quality.py --only ucr``
 0.790), ECE 0.015, coverage 0.503 (0.491) at precision 0.987, fit 144 s per fold. The gain on the
 out-of-fold footing (one fold split of the heads, 7,200 rows) did not survive the nested CV, where every
 head and the stacker see 80 % of the rows: within noise of both, for 30 % more training time. Not adopted.
+
+Also tried (2026-11-30, same out-of-fold footing, stacking CV over seeds 1-4; the stack is 0.786, ECE 0.013,
+coverage 0.490 at precision 0.988): scikit-learn MLP heads (256-128 units, three seeds averaged) on the
+standardised features (0.763 alone) and on the curve (0.746): stack 0.785 and 0.783; per-class counts of the
+heads voting for each class added to the stacker's input: 0.787, coverage 0.509 at precision 0.983; the
+stacker's ``C`` at 0.05 / 0.2: coverage 0.467 at precision 0.990 / 0.507 at 0.985. Each moves along the same
+coverage-precision curve; none reaches 0.5 at 0.99.
 """
 
 from __future__ import annotations
