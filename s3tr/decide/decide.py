@@ -154,13 +154,20 @@ def _sufficiency(row: dict[str, Any], rs: RuleSet) -> tuple[list[Reason], dict[s
 
 def _min_activity(row: dict[str, Any], rs: RuleSet, thin: list[Reason], as_of: date | None):
     ev: dict[str, Any] = {}
-    mowing = _in(_dates(row.get("mowing_dates")), rs.activity_window.start, rs.activity_window.end)
+    # A mowing happened between the last clear observation before it and the first after it: it proves
+    # activity in the window only when that whole interval is inside (the activity marker counts it so too).
+    lo, hi = rs.activity_window.start.isoformat(), rs.activity_window.end.isoformat()
+    cuts = [(a, b) for a, b in _intervals(row, "mowing") if a <= hi and b >= lo]
+    mowing = [a for a, b in cuts if a >= lo and b <= hi]
+    straddling = [f"{a}/{b}" for a, b in cuts if not (a >= lo and b <= hi)]
     mow_conf: Any = row.get("mowing_confidence")
     act = _bool(row.get("activity"))
     act_conf: Any = row.get("activity_confidence")
     proven_mowing = bool(mowing) and _ge(mow_conf, rs.mowing.min_confidence)
     if mowing:
         ev.update(mowing_dates=mowing, mowing_confidence=_num(mow_conf))
+    if straddling:
+        ev.update(straddling_mowing_intervals=straddling, mowing_confidence=_num(mow_conf))
     ev.update(activity=act, activity_confidence=_num(act_conf))
     confident = _ge(act_conf, rs.activity.min_confidence)
     if act is True and (confident or proven_mowing):
@@ -172,6 +179,8 @@ def _min_activity(row: dict[str, Any], rs: RuleSet, thin: list[Reason], as_of: d
         return Flag.GREEN, [Reason.MOWING_DETECTED], ev
     if str(row.get("activity_status") or "ok") != "ok" or act is None:
         return Flag.ORANGE, [Reason.MARKER_NOT_ENOUGH_DATA, *thin], ev
+    if straddling and _ge(mow_conf, rs.mowing.min_confidence):
+        return Flag.ORANGE, [Reason.MOWING_STRADDLES_WINDOW], ev
     if act is True:
         return Flag.ORANGE, [Reason.ACTIVITY_UNCERTAIN], ev
     # the marker says "no activity"

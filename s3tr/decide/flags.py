@@ -83,6 +83,7 @@ class Reason(StrEnum):
     NO_ACTIVITY_DETECTED = "no_activity_detected"
     NO_ACTIVITY_SEEN = "no_activity_seen"
     ACTIVITY_UNCERTAIN = "activity_uncertain"
+    MOWING_STRADDLES_WINDOW = "mowing_straddles_window"
     # crop_group
     CROP_GROUP_CONFIRMED = "crop_group_confirmed"
     CROP_GROUP_CONTRADICTED = "crop_group_contradicted"
@@ -193,6 +194,15 @@ REASONS: dict[Reason, ReasonInfo] = {
         "No mowing was seen from space between {window_start} and {window_end} "
         "({n_valid} valid observations), but light grazing is not always visible: "
         "a photo or a visit is needed to conclude.",
+    ),
+    Reason.MOWING_STRADDLES_WINDOW: ReasonInfo(
+        Flag.ORANGE,
+        "Une fauche a eu lieu entre deux observations ({straddling_mowing_intervals}) à cheval sur le "
+        "début ou la fin de la période de contrôle du {window_start} au {window_end} : elle a pu avoir "
+        "lieu en dehors. Une photo ou une visite est nécessaire pour conclure.",
+        "A mowing happened between two observations ({straddling_mowing_intervals}) straddling the start "
+        "or the end of the control window from {window_start} to {window_end}: it may have happened "
+        "outside it. A photo or a visit is needed to conclude.",
     ),
     Reason.ACTIVITY_UNCERTAIN: ReasonInfo(
         Flag.ORANGE,

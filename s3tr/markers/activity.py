@@ -149,14 +149,17 @@ class _EventIndex:
         unique, first, counts = np.unique(ids[order], return_index=True, return_counts=True)
         self.slices = {str(i): slice(f, f + c) for i, f, c in zip(unique, first, counts, strict=True)}
 
-    def best_in(self, parcel_id: str, start: np.datetime64, end: np.datetime64) -> float:
-        """Best confidence of the parcel's events touching ``[start, end]``; a table of several years
-        holds other seasons' events too."""
+    def best_inside(self, parcel_id: str, start: np.datetime64, end: np.datetime64) -> float:
+        """Best confidence of the parcel's events lying inside ``[start, end]``.
+
+        An event straddling an edge may have happened outside the window, so it proves nothing in it; and
+        a table of several years holds other seasons' events too.
+        """
         sl = self.slices.get(parcel_id)
         if sl is None:
             return 0.0
-        touch = (self.end[sl] >= start) & (self.start[sl] <= end)
-        return float(self.confidence[sl][touch].max()) if touch.any() else 0.0
+        inside = (self.start[sl] >= start) & (self.end[sl] <= end)
+        return float(self.confidence[sl][inside].max()) if inside.any() else 0.0
 
 
 def detect_activity(
@@ -210,8 +213,8 @@ def detect_activity(
         inwin = (d >= start) & (d <= end)
         depression = _depression(d[inwin], v[inwin])
         scores = {
-            "mowing": mow_index.best_in(s.parcel_id, start, end),
-            "bare_soil": soil_index.best_in(s.parcel_id, start, end),
+            "mowing": mow_index.best_inside(s.parcel_id, start, end),
+            "bare_soil": soil_index.best_inside(s.parcel_id, start, end),
             "grazing": _grazing_score(depression, params),
         }
         # The most specific evidence that passes wins (mowing, then bare soil, then grazing); else the best.

@@ -102,6 +102,33 @@ def test_mowing_outside_the_activity_window_does_not_count() -> None:
     assert "mowing_dates" not in row["evidence"]
 
 
+def test_a_mowing_proves_activity_only_when_its_interval_lies_in_the_window() -> None:
+    """The cut happened between two clear observations: one straddling 1 April may be a March cut."""
+    cases = {
+        "inside": "2025-04-02/2025-04-09",
+        "enters": "2025-03-26/2025-04-04",
+        "leaves": "2025-10-27/2025-11-06",
+    }
+    evs = [
+        evidence(
+            p,
+            activity_confidence=0.3,
+            mowing_dates=iv.split("/")[0],
+            mowing_intervals=iv,
+            mowing_confidence=0.9,
+        )
+        for p, iv in cases.items()
+    ]
+    out = run([parcel(p, "PPH") for p in cases], evs)
+    got = {p: (one(out, p, "min_activity")["flag"], one(out, p, "min_activity")["reasons"]) for p in cases}
+    assert got["inside"] == ("green", ["mowing_detected"])
+    assert got["enters"] == got["leaves"] == ("orange", ["mowing_straddles_window"])
+    enters = one(out, "enters", "min_activity")
+    assert enters["evidence"]["straddling_mowing_intervals"] == ["2025-03-26/2025-04-04"]
+    assert "mowing_dates" not in enters["evidence"]
+    assert "2025-03-26/2025-04-04" in enters["explanation_fr"] and "2025-04-01" in enters["explanation_en"]
+
+
 def test_no_activity_with_enough_clear_observations_is_red() -> None:
     row = one(run([parcel("a", "PPH")], [evidence("a")]), "a", "min_activity")
     assert row["flag"] == "red"

@@ -5,7 +5,7 @@ import pandas as pd
 
 from s3tr.markers.activity import ActivityParams, detect_activity
 from s3tr.markers.bare_soil import bare_soil_marker, detect_bare_soil
-from s3tr.markers.mowing import mowing_marker
+from s3tr.markers.mowing import MowingParams, mowing_marker
 from s3tr.markers.table import normalize_timeseries
 
 
@@ -143,3 +143,13 @@ def test_activity_counts_only_the_events_of_its_own_window(make_grass):
         t, params=ActivityParams(window=("2023-04-01", "2023-10-31")), mowing_events=events
     )
     assert mown["activity"].iloc[0]
+
+
+def test_a_mowing_straddling_the_window_start_is_no_activity_in_it(make_grass):
+    t = normalize_timeseries(make_grass("march", mowings=("2023-03-30",)))
+    events = mowing_marker(t, params=MowingParams(season=("04-01", "10-31"))).events
+    # The detector keeps the event (it touches the season) ...
+    assert len(events) == 1 and events["start"].iloc[0] < pd.Timestamp("2023-04-01") <= events["end"].iloc[0]
+    # ... but the cut may have been in March: it proves nothing about April to October.
+    a = detect_activity(t, mowing_events=events).iloc[0]
+    assert not a["activity"] and a["evidence"] != "mowing"

@@ -63,6 +63,7 @@
     no_activity_detected: "aucune activité détectée",
     no_activity_seen: "aucune activité observée",
     activity_uncertain: "activité incertaine",
+    mowing_straddles_window: "fauche à cheval sur la période de contrôle",
     crop_group_confirmed: "groupe de culture confirmé",
     crop_group_contradicted: "groupe de culture contredit",
     crop_group_uncertain: "groupe de culture incertain",
