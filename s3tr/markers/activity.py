@@ -180,7 +180,7 @@ def detect_activity(
         Marker parameters.
     mowing_events, bare_soil_events
         Events already detected over the same window (``parcel_id, start, end, confidence``), to avoid running
-        the detectors twice; computed here when omitted.
+        the detectors twice; computed here when omitted. Only events lying inside the window count.
     mowing_status
         The mowing detector's per-parcel status over the same window (with ``best_candidate``); computed
         here when omitted or when it lacks that column.
