@@ -79,6 +79,7 @@ def evaluate_mowing(
     timeseries_parcels: Iterable[str] | None = None,
     *,
     tolerance_days: int = 10,
+    sources: tuple[str, str] = ("events", "truth"),
 ) -> dict[str, Any]:
     """Event and season scores of detected mowing events.
 
@@ -97,23 +98,31 @@ def evaluate_mowing(
         figure biased towards 0.
     tolerance_days
         Matching tolerance in days.
+    sources
+        Names of the two tables in messages (their files).
 
     Returns
     -------
     dict
         ``tp, fp, fn, precision, recall, f1, n_parcels, season_balanced_accuracy, season_sensitivity,
         season_specificity, n_truth_parcels_unscored``.
+
+    Raises
+    ------
+    MarkerInputError
+        When a column is missing or a date cannot be read (the rows are named): a score computed without
+        them would mislead.
     """
-    ev = _require(events_df, ("parcel_id", "start", "end"), "events")
-    tr = _require(truth_df, ("parcel_id", "date"), "truth")
+    ev = _require(events_df, ("parcel_id", "start", "end"), sources[0])
+    tr = _require(truth_df, ("parcel_id", "date"), sources[1])
     ev["parcel_id"] = ev["parcel_id"].astype(str)
     tr["parcel_id"] = tr["parcel_id"].astype(str)
     dateless = tr["date"].isna() | (tr["date"].astype(str).str.strip() == "")
     listed_unmown = set(tr.loc[dateless, "parcel_id"])
     tr = tr[~dateless].copy()
-    for df, cols in ((ev, ("start", "end")), (tr, ("date",))):
+    for df, cols, what in ((ev, ("start", "end"), sources[0]), (tr, ("date",), sources[1])):
         for c in cols:
-            df[c] = pd.to_datetime(df[c]).to_numpy().astype("datetime64[D]")
+            df[c] = _days(df[c], f"{what}, column {c}")
     parcels = (
         {str(p) for p in timeseries_parcels}
         if timeseries_parcels is not None
@@ -178,6 +187,25 @@ def evaluate_mowing(
         "n_truth_parcels_unscored": len(unscored),
         "tolerance_days": tolerance_days,
     }
+
+
+def _days(values: pd.Series, what: str) -> np.ndarray:
+    """Dates (any ISO 8601 form, with or without a time or zone) as ``datetime64[D]``."""
+    parsed = pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
+    bad = parsed.isna() & values.notna()
+    if bad.any():
+        rows = [int(i) + 1 for i in np.flatnonzero(bad.to_numpy())]
+        shown = ", ".join(map(str, rows[:5])) + (f" ... ({len(rows)} rows)" if len(rows) > 5 else "")
+        example = values[bad].iloc[0]
+        raise MarkerInputError(f"{what}: unreadable date {example!r} on data row(s) {shown} (use YYYY-MM-DD)")
+    return parsed.dt.tz_localize(None).to_numpy().astype("datetime64[D]")
+
+
+def _read_csv(path: str | Path, what: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, dtype={"parcel_id": str})
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise MarkerInputError(f"cannot read the {what} file {path}: {exc}") from exc
 
 
 def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -353,14 +381,16 @@ def evaluate_mowing_files(
     json_out: str | Path | None = None,
 ) -> dict[str, Any]:
     """:func:`evaluate_mowing` on CSV files; the parcels of ``timeseries`` (if given) are the scored set."""
-    ev = pd.read_csv(events, dtype={"parcel_id": str})
-    tr = pd.read_csv(truth, dtype={"parcel_id": str})
+    ev = _read_csv(events, "events")
+    tr = _read_csv(truth, "truth")
     parcels = None
     if timeseries is not None:
         from s3tr.markers.table import read_timeseries
 
         parcels = read_timeseries(timeseries)["parcel_id"].unique().tolist()
-    result = evaluate_mowing(ev, tr, parcels, tolerance_days=tolerance_days)
+    result = evaluate_mowing(
+        ev, tr, parcels, tolerance_days=tolerance_days, sources=(str(events), str(truth))
+    )
     _write_json(result, json_out)
     return result
 
@@ -369,8 +399,6 @@ def evaluate_crop_files(
     predictions: str | Path, labels: str | Path, *, json_out: str | Path | None = None
 ) -> dict[str, Any]:
     """:func:`evaluate_crop` on CSV files, optionally writing the result as JSON."""
-    result = evaluate_crop(
-        pd.read_csv(predictions, dtype={"parcel_id": str}), pd.read_csv(labels, dtype={"parcel_id": str})
-    )
+    result = evaluate_crop(_read_csv(predictions, "predictions"), _read_csv(labels, "labels"))
     _write_json(result, json_out)
     return result

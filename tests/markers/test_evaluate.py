@@ -126,3 +126,25 @@ def test_crop_bootstrap_intervals_agree_with_the_figures_and_widen_with_groups()
     width = {k: np.diff(v)[0] for k, v in parcels.items()}
     assert np.diff(by_farm["accuracy_ci95"])[0] > 2 * width["accuracy_ci95"]
     assert np.diff(by_farm["macro_f1_ci95"])[0] > 2 * width["macro_f1_ci95"]
+
+
+def test_evaluation_files_with_bad_dates_or_missing_are_named(tmp_path):
+    from s3tr.markers.table import MarkerInputError
+
+    events = tmp_path / "events.csv"
+    pd.DataFrame({"parcel_id": ["a"], "start": ["2023-06-09"], "end": ["2023-06-14"]}).to_csv(
+        events, index=False
+    )
+    truth = tmp_path / "truth.csv"
+    # Times and zones are read as their day.
+    truth.write_text("parcel_id,date\na,2023-06-12T00:00:00Z\nb,\n")
+    assert evaluate_mowing_files(events, truth)["tp"] == 1
+    truth.write_text("parcel_id,date\na,2023-06-12\nb,\nc,mid-June\n")
+    with pytest.raises(
+        MarkerInputError, match=r"truth\.csv, column date: unreadable date 'mid-June' on data row"
+    ):
+        evaluate_mowing_files(events, truth)
+    with pytest.raises(MarkerInputError, match=r"cannot read the events file .*nope\.csv"):
+        evaluate_mowing_files(tmp_path / "nope.csv", truth)
+    with pytest.raises(MarkerInputError, match="cannot read the predictions file"):
+        evaluate_crop_files(tmp_path / "nope.csv", truth)
