@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from s3tr.markers.table import MarkerInputError
+from s3tr.markers.table import MarkerInputError, read_dates
 
 __all__ = [
     "crop_bootstrap_intervals",
@@ -190,15 +190,17 @@ def evaluate_mowing(
 
 
 def _days(values: pd.Series, what: str) -> np.ndarray:
-    """Dates (any ISO 8601 form, with or without a time or zone) as ``datetime64[D]``."""
-    parsed = pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
+    """Dates as ``datetime64[D]`` (:func:`~s3tr.markers.table.read_dates`: ISO 8601, else day first)."""
+    parsed, day_first = read_dates(values)
     bad = parsed.isna() & values.notna()
     if bad.any():
         rows = [int(i) + 1 for i in np.flatnonzero(bad.to_numpy())]
         shown = ", ".join(map(str, rows[:5])) + (f" ... ({len(rows)} rows)" if len(rows) > 5 else "")
         example = values[bad].iloc[0]
         raise MarkerInputError(f"{what}: unreadable date {example!r} on data row(s) {shown} (use YYYY-MM-DD)")
-    return parsed.dt.tz_localize(None).to_numpy().astype("datetime64[D]")
+    if day_first.any():
+        logger.warning("%s: %d date(s) not in YYYY-MM-DD, read day first", what, int(day_first.sum()))
+    return parsed.to_numpy().astype("datetime64[D]")
 
 
 def _read_csv(path: str | Path, what: str) -> pd.DataFrame:

@@ -37,6 +37,7 @@ __all__ = [
     "normalize_timeseries",
     "parcel_quality",
     "parse_season",
+    "read_dates",
     "read_timeseries",
     "season_bounds",
     "season_windows",
@@ -181,14 +182,15 @@ def normalize_timeseries(df: pd.DataFrame, *, source: str = "<table>") -> pd.Dat
     pid = out["parcel_id"]
     bad_pid = pid.isna() | (pid.astype(str).str.strip() == "")
     out["parcel_id"] = pid.astype(str).str.strip()
-    dates = pd.to_datetime(out["date"], errors="coerce", format="mixed")
+    dates, day_first = read_dates(out["date"])
     bad_date = dates.isna()
-    try:
-        out["date"] = (
-            dates.dt.tz_localize(None).dt.normalize() if dates.dt.tz is not None else dates.dt.normalize()
+    out["date"] = dates
+    if day_first.any():
+        rows = _rows_text(out.loc[day_first, "_row"].tolist())
+        issues.append(
+            f"{source}: {int(day_first.sum())} date(s) not in YYYY-MM-DD, read day first "
+            f"(12/07/2023 = 12 July), data row(s) {rows}"
         )
-    except (AttributeError, TypeError):
-        out["date"] = dates
     for mask, what in ((bad_pid, "empty parcel_id"), (bad_date & ~bad_pid, "unreadable date")):
         if mask.any():
             rows = out.loc[mask, "_row"].tolist()
@@ -314,6 +316,35 @@ def iter_series(table: pd.DataFrame) -> Iterator[ParcelSeries]:
             valid=valid[s:e],
             values={c: a[s:e] for c, a in arrays.items()},
         )
+
+
+def read_dates(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Calendar days of a column of dates, and which of them were not ISO 8601.
+
+    ``YYYY-MM-DD`` (with or without a time or a zone: the day as written, whatever the zone), ``YYYYMMDD``
+    and datetime values are read as they are. Any other form is read **day first**, the French
+    convention, so that ``12/07/2023`` is 12 July, not 7 December.
+
+    Returns
+    -------
+    dates, day_first
+        ``datetime64[ns]`` at midnight, NaT where unreadable or empty; bool, True where a date was read
+        day first (for the caller to report).
+    """
+    if pd.api.types.is_datetime64_any_dtype(values):
+        dates = values.dt.tz_localize(None) if values.dt.tz is not None else values
+        return dates.dt.normalize().astype("datetime64[ns]"), pd.Series(False, index=values.index)
+    text = values.astype("string").str.strip()
+    iso = text.str.match(r"^\d{4}-\d{2}-\d{2}").fillna(False).astype(bool)
+    basic = text.str.fullmatch(r"\d{8}").fillna(False).astype(bool)  # ISO 8601 basic: 20230612
+    dates = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    dates[iso] = pd.to_datetime(text[iso].str[:10], format="%Y-%m-%d", errors="coerce")
+    dates[basic] = pd.to_datetime(text[basic], format="%Y%m%d", errors="coerce")
+    other = ~iso & ~basic & text.notna() & (text != "")
+    if other.any():
+        read = pd.to_datetime(text[other], format="mixed", dayfirst=True, errors="coerce", utc=True)
+        dates[other] = read.dt.tz_localize(None).dt.normalize()
+    return dates, other & dates.notna()
 
 
 def window_quality(dates: np.ndarray, start: np.datetime64, end: np.datetime64) -> tuple[int, float]:

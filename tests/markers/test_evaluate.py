@@ -139,6 +139,8 @@ def test_evaluation_files_with_bad_dates_or_missing_are_named(tmp_path):
     # Times and zones are read as their day.
     truth.write_text("parcel_id,date\na,2023-06-12T00:00:00Z\nb,\n")
     assert evaluate_mowing_files(events, truth)["tp"] == 1
+    truth.write_text("parcel_id,date\na,12/06/2023\nb,\n")  # 12 June, day first
+    assert evaluate_mowing_files(events, truth)["tp"] == 1
     truth.write_text("parcel_id,date\na,2023-06-12\nb,\nc,mid-June\n")
     with pytest.raises(
         MarkerInputError, match=r"truth\.csv, column date: unreadable date 'mid-June' on data row"

@@ -187,3 +187,25 @@ def test_indices_stored_scaled_are_read_as_ratios(make_grass, scale):
     # Ratios, even with a few wild values (a broken pixel), are left alone.
     wild = raw.assign(ndvi=raw["ndvi"].where(raw.index != 3, 40.0))
     assert not any("scaled by" in m for m in normalize_timeseries(wild).attrs["issues"])
+
+
+def test_dates_other_than_iso_are_read_day_first_and_reported():
+    raw = pd.DataFrame(
+        {
+            "parcel_id": ["a"] * 5,
+            "date": ["2023-06-12", "2023-06-17T01:30:00+02:00", "20230622", "27/06/2023", "2/7/2023"],
+            "ndvi": [0.8, 0.8, 0.7, 0.5, 0.6],
+        }
+    )
+    t = normalize_timeseries(raw, source="fr.csv")
+    assert t["date"].dt.strftime("%Y-%m-%d").tolist() == [
+        "2023-06-12",
+        "2023-06-17",  # the day as written, not its UTC day
+        "2023-06-22",
+        "2023-06-27",
+        "2023-07-02",  # 2 July, the French way, not 7 February
+    ]
+    assert any(
+        "fr.csv" in m and "2 date(s) not in YYYY-MM-DD, read day first" in m for m in t.attrs["issues"]
+    )
+    assert not any("day first" in m for m in normalize_timeseries(raw.iloc[:3]).attrs["issues"])
