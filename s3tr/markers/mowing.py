@@ -96,9 +96,12 @@ CANDIDATE_FEATURES = (
     "n_before",
     "persist",
     "dip_after",
+    # How often the sky was clear around the fall (no scorer reads it: see MowingParams.gap_offset).
+    "typical_gap",
 )
 FALL_FEATURES = CANDIDATE_FEATURES[:7]
 CONTEXT_FEATURES = CANDIDATE_FEATURES[15:20]
+_TYPICAL_GAP = CANDIDATE_FEATURES.index("typical_gap")
 #: With NDVI alone, the context of the fall is what tells a cut from an undetected cloud or haze (the bands
 #: tell it better: added to the band or index scorers, the context did not raise their grouped-CV F1).
 NDVI_FEATURES = (*FALL_FEATURES, *CONTEXT_FEATURES)
@@ -245,6 +248,14 @@ class MowingParams:
         long table), and with NDVI alone; each candidate gets the richest one its data allow.
     min_valid
         Fewer clear observations than this in the season: status ``not_enough_data``.
+    gap_offset, gap_free_days
+        (robust) Added to a candidate's log-odds for each day by which the typical gap between clear
+        observations around it (``typical_gap``: the median over 60 days either side) exceeds
+        ``gap_free_days``. The scorers learned on series with a clear date every 3-5 days; seen 10 or 15
+        days apart, a cut has been regrowing for a week when it is first seen, so its fall looks smaller
+        and slower than the scorers expect and a real cut scores low. Candidates of dense series keep
+        their scores. Chosen on thinned copies of the training sites (:func:`~s3tr.markers.tuning.thin_table`,
+        ``benchmarks/quality.py``).
     """
 
     method: Literal["robust", "baseline"] = "robust"
@@ -268,6 +279,8 @@ class MowingParams:
     scorer_indices: MowingScorer = DEFAULT_SCORER_INDICES
     scorer_ndvi: MowingScorer = DEFAULT_SCORER_NDVI
     min_valid: int = 6
+    gap_offset: float = 0.1
+    gap_free_days: float = 5.0
 
     def with_(self, **changes: object) -> MowingParams:
         """A copy with some parameters changed."""
@@ -418,7 +431,9 @@ def _context(t: np.ndarray, v: np.ndarray, a: int, b: int, pre: float, drop: flo
     - ``n_before``: clear observations in the 30 days before the fall (few: a cloudy spell);
     - ``persist``: days until NDVI is back above half the fall (capped at 60);
     - ``dip_after``: the lowest NDVI within 15 days after the low, minus the low (below 0: it went on
-      falling; the low of a cloud comes straight back up).
+      falling; the low of a cloud comes straight back up);
+    - ``typical_gap``: the median number of days between clear observations within 60 days of the fall
+      (capped at 60; not one of ``CONTEXT_FEATURES``: no scorer reads it, ``MowingParams.gap_offset`` does).
     """
     if b + 1 < v.size:
         gap_after = float(t[b + 1] - t[b])
@@ -430,7 +445,10 @@ def _context(t: np.ndarray, v: np.ndarray, a: int, b: int, pre: float, drop: flo
     persist = float(min(t[back[0]] - t[b], 60)) if back.size else 60.0
     soon = (t > t[b]) & (t <= t[b] + 15)
     dip_after = float(v[soon].min() - v[b]) if soon.any() else 0.0
-    return (min(gap_after, 60.0), regrow_rate, n_before, persist, dip_after)
+    # The median, not the mean: one cloudy month does not make a well-observed season sparse.
+    near = t[(t >= t[a] - 60) & (t <= t[b] + 60)]
+    typical_gap = float(np.median(np.diff(near))) if near.size > 1 else 60.0
+    return (min(gap_after, 60.0), regrow_rate, n_before, persist, dip_after, min(typical_gap, 60.0))
 
 
 def _select(starts: np.ndarray, ends: np.ndarray, conf: np.ndarray, sep: int) -> list[int]:
@@ -443,13 +461,20 @@ def _select(starts: np.ndarray, ends: np.ndarray, conf: np.ndarray, sep: int) ->
 
 
 def _score(x: np.ndarray, params: MowingParams) -> np.ndarray:
-    """Score each candidate with the richest scorer whose features are all known (bands > indices > NDVI)."""
+    """Score each candidate with the richest scorer whose features are all known (bands > indices > NDVI).
+
+    Then shift the log-odds of candidates seen in sparse series (``MowingParams.gap_offset``).
+    """
     conf = params.scorer_ndvi.score(np.nan_to_num(x))
     for scorer in (params.scorer_indices, params.scorer_bands):
         cols = [CANDIDATE_FEATURES.index(f) for f in scorer.features]
         known = np.isfinite(x[:, cols]).all(axis=1)
         if known.any():
             conf[known] = scorer.score(np.nan_to_num(x[known]))
+    if params.gap_offset:
+        excess = np.maximum(x[:, _TYPICAL_GAP] - params.gap_free_days, 0.0)
+        # The odds times exp(offset * excess), written so that a score of 0 or 1 stays one.
+        conf = conf / (conf + (1.0 - conf) * np.exp(-params.gap_offset * excess))
     return conf
 
 
