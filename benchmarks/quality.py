@@ -76,9 +76,10 @@ Data: ``../shared/data`` or ``$S3TR_REALDATA``.
   event F1 over the training table plus two thinned copies of it (30 % and 55 % of rows dropped;
   ``choose_gap_offset``). Grouped CV with the bands, 5 folds, seed 0, held-out sites as they are / with 30, 50
   and 65 % of their rows dropped: F1 0.818 / 0.784 / 0.721 / 0.651 against 0.814 / 0.779 / 0.704 / 0.612
-  without the offset (balanced accuracy on full series 0.848 against 0.841); four seeds of a first version
-  (the offset chosen on the thinned copies alone): mean F1 change -0.002 on full series, +0.005 / +0.016 /
-  +0.034 thinned. NDVI alone, with the offset chosen with the bands: 0.767 against 0.773 on full series, 0.645
+  without the offset (balanced accuracy on full series 0.848 against 0.841); over seeds 0-3, full series F1
+  0.816 against 0.817 and balanced accuracy 0.843 against 0.847 (0.838-0.855 from seed to seed), half the
+  rows dropped F1 0.709 against 0.692 (+0.009 to +0.024 each seed); offset from 7 days on: no better.
+  NDVI alone, with the offset chosen with the bands: 0.767 against 0.773 on full series, 0.645
   against 0.621 with half the rows dropped; its own choice (0.15-0.2) cost 0.012 on full series, hence one
   offset. Not adopted (same protocol): the scorers refitted on the training folds plus thinned copies (F1
   -0.004 to -0.013 and balanced accuracy -0.01 on full series, +0.01 to +0.05 thinned; on the survey plots
