@@ -359,6 +359,19 @@ def _remove_dips(t: np.ndarray, v: np.ndarray, p: MowingParams) -> np.ndarray:
     return keep
 
 
+def _median(x: np.ndarray) -> float:
+    """``np.median`` of a short 1-D array (NaN if any value is), without its overhead.
+
+    The candidates' features take four medians each; ``np.median`` spent more time checking and
+    dispatching than sorting the few values, a quarter of the detector's time.
+    """
+    s = np.sort(x)
+    n = s.size
+    if np.isnan(s[-1]):  # NaN sorts last
+        return float("nan")
+    return float((s[(n - 1) // 2] + s[n // 2]) / 2)
+
+
 def _candidates(t: np.ndarray, vals: dict[str, np.ndarray], p: MowingParams) -> tuple[np.ndarray, np.ndarray]:
     """Candidate intervals (k, 2) of indices into ``t`` and their features (k, len(CANDIDATE_FEATURES))."""
     v = vals["ndvi"]
@@ -393,7 +406,7 @@ def _candidates(t: np.ndarray, vals: dict[str, np.ndarray], p: MowingParams) -> 
             continue
         post = (t > t[b]) & (t <= t[b] + p.regrowth_days)
         rebound = float(np.max(v[post]) - pre) if post.any() else 0.0
-        regrowth = float(np.median(v[post]) - low) if post.any() else 0.0
+        regrowth = float(_median(v[post]) - low) if post.any() else 0.0
         feats.append(
             (
                 pre,
@@ -408,10 +421,10 @@ def _candidates(t: np.ndarray, vals: dict[str, np.ndarray], p: MowingParams) -> 
                 float(vals["swir"][b] - vals["swir"][a]),
                 float(vals["red"][b] - vals["red"][a]),
                 # SWIR stays up while the cut sward regrows; after a cloud or shadow it is back at once.
-                float(np.median(vals["swir"][post]) - vals["swir"][a]) if post.any() else 0.0,
+                float(_median(vals["swir"][post]) - vals["swir"][a]) if post.any() else 0.0,
                 float(vals["ndmi"][b] - vals["ndmi"][a]),
                 float(vals["bsi"][b] - vals["bsi"][a]),
-                float(np.median(vals["ndmi"][post]) - vals["ndmi"][a]) if post.any() else 0.0,
+                float(_median(vals["ndmi"][post]) - vals["ndmi"][a]) if post.any() else 0.0,
                 *_context(t, v, a, b, pre, pre - low),
             )
         )
@@ -447,7 +460,7 @@ def _context(t: np.ndarray, v: np.ndarray, a: int, b: int, pre: float, drop: flo
     dip_after = float(v[soon].min() - v[b]) if soon.any() else 0.0
     # The median, not the mean: one cloudy month does not make a well-observed season sparse.
     near = t[(t >= t[a] - 60) & (t <= t[b] + 60)]
-    typical_gap = float(np.median(np.diff(near))) if near.size > 1 else 60.0
+    typical_gap = float(_median(np.diff(near))) if near.size > 1 else 60.0
     return (min(gap_after, 60.0), regrow_rate, n_before, persist, dip_after, min(typical_gap, 60.0))
 
 
