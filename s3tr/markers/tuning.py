@@ -302,9 +302,9 @@ def fit_mowing_params(
     shipped fit). ``span_penalties`` (default: ``base``'s alone) are the
     :attr:`MowingParams.span_penalty` tried; each gives other candidates, so the scorers are refitted for
     each. ``gap_offsets`` (default: ``base``'s alone) are the :attr:`MowingParams.gap_offset` tried, once
-    the rest is chosen, on thinned copies of ``table`` (:func:`choose_gap_offset`). Returns the parameters
-    (scorers fitted on all of ``table``) and the scores of the chosen setting on ``table`` (out-of-fold with
-    the inner split).
+    the rest is chosen, on ``table`` and thinned copies of it (:func:`choose_gap_offset`). Returns the
+    parameters (scorers fitted on all of ``table``) and the scores of the chosen setting on ``table``
+    (out-of-fold with the inner split).
     """
     base = base or MowingParams()
     parcels = table["parcel_id"].unique().tolist()
@@ -379,8 +379,8 @@ def cross_validate_mowing(
     span_penalties
         The :attr:`MowingParams.span_penalty` values chosen among inside each fold (default: ``base``'s).
     gap_offsets
-        The :attr:`MowingParams.gap_offset` values chosen among inside each fold, on thinned copies of the
-        training sites (default: ``base``'s).
+        The :attr:`MowingParams.gap_offset` values chosen among inside each fold, on the training sites and
+        thinned copies of them (default: ``base``'s).
     thinned_test
         Shares of rows to drop from the held-out sites for a second score each: the same fitted detector
         on a cloudier sky (``thinned``: pooled metrics by share).
