@@ -79,15 +79,16 @@ Data: ``../shared/data`` or ``$S3TR_REALDATA``.
   without the offset (balanced accuracy on full series 0.848 against 0.841); over seeds 0-3, full series F1
   0.816 against 0.817 and balanced accuracy 0.843 against 0.847 (0.838-0.855 from seed to seed), half the
   rows dropped F1 0.709 against 0.692 (+0.009 to +0.024 each seed); offset from 7 days on: no better.
-  NDVI alone, with the offset chosen with the bands: 0.767 against 0.773 on full series, 0.645
-  against 0.621 with half the rows dropped; its own choice (0.15-0.2) cost 0.012 on full series, hence one
-  offset. Not adopted (same protocol): the scorers refitted on the training folds plus thinned copies (F1
-  -0.004 to -0.013 and balanced accuracy -0.01 on full series, +0.01 to +0.05 thinned; on the survey plots
-  0.816 against 0.834), the median gap as a scorer feature (+0.01 thinned, -0.005 to +0.012 full), the span
-  divided by the median gap (nothing more). On the survey plots (never fitted on; one pixel per plot, so
-  noisier falls), the offset is neutral with the bands (F1 0.831 against 0.834 on full series; 0.790 / 0.706 /
-  0.663 against 0.790 / 0.722 / 0.661 with 30 / 50 / 65 % dropped, precision 0.73-0.83 against 0.88-0.89) and
-  helps NDVI alone (0.768 against 0.767; 0.744 / 0.674 / 0.629 against 0.731 / 0.659 / 0.563).
+  NDVI alone, with the offset chosen with the bands: 0.767 against 0.773 on full series, 0.645 against 0.621
+  with half the rows dropped; its own choice cost 0.012 on full series (0.023 chosen on the thinned copies
+  alone, 0.15-0.2), hence one offset. Not adopted (same protocol): the scorers refitted on the training folds
+  plus thinned copies (F1 -0.004 to -0.013 and balanced accuracy -0.01 on full series, +0.01 to +0.05 thinned;
+  on the survey plots 0.816 against 0.834), the median gap as a scorer feature (+0.01 thinned, -0.005 to
+  +0.012 full), the span divided by the median gap (nothing more). On the survey plots (never fitted on; one
+  pixel per plot, so noisier falls), the offset is neutral with the bands (F1 0.831 against 0.834 on full
+  series; 0.790 / 0.706 / 0.663 against 0.790 / 0.722 / 0.661 with 30 / 50 / 65 % dropped, precision 0.73-0.83
+  against 0.88-0.89) and helps NDVI alone (0.768 against 0.767; 0.744 / 0.674 / 0.629 against 0.731 / 0.659 /
+  0.563).
   The line "one series per plot" runs the shipped detector on the same set with the plot-years of each plot
   joined into one series (154 plots, 1-4 years each), the way another country's truth may come: every
   year's season is watched (``season_windows``). Before that, only the median year's was: event F1 0.445
