@@ -254,8 +254,8 @@ class MowingParams:
         ``gap_free_days``. The scorers learned on series with a clear date every 3-5 days; seen 10 or 15
         days apart, a cut has been regrowing for a week when it is first seen, so its fall looks smaller
         and slower than the scorers expect and a real cut scores low. Candidates of dense series keep
-        their scores. Chosen on thinned copies of the training sites (:func:`~s3tr.markers.tuning.thin_table`,
-        ``benchmarks/quality.py``).
+        their scores. Chosen on the training sites and thinned copies of them
+        (:func:`~s3tr.markers.tuning.choose_gap_offset`; figures in ``benchmarks/quality.py``).
     """
 
     method: Literal["robust", "baseline"] = "robust"
