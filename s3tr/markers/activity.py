@@ -29,7 +29,13 @@ from numba import njit
 
 from s3tr.markers.bare_soil import BareSoilParams, bare_soil_marker
 from s3tr.markers.mowing import MowingParams, mowing_marker
-from s3tr.markers.table import iter_series, season_bounds, window_quality
+from s3tr.markers.table import (
+    iter_series,
+    season_bounds,
+    season_windows,
+    warn_one_season_only,
+    window_quality,
+)
 
 __all__ = ["ActivityParams", "detect_activity"]
 
@@ -203,12 +209,15 @@ def detect_activity(
     mow_index = _EventIndex(mow)
     soil_index = _EventIndex(soil)
     rows = []
+    spanning: list[tuple[str, np.datetime64]] = []
     for s in iter_series(table):
         d, v = s.clear("ndvi")
         if s.dates.size == 0 or d.size == 0:
             rows.append((s.parcel_id, False, 0.0, "no_valid_data", 0, float("nan"), "none"))
             continue
         start, end = season_bounds(params.window, s.dates)
+        if len(season_windows(params.window, s.dates)) > 1:
+            spanning.append((s.parcel_id, start))
         n_valid, gap = window_quality(d, start, end)
         inwin = (d >= start) & (d <= end)
         depression = _depression(d[inwin], v[inwin])
@@ -238,6 +247,7 @@ def detect_activity(
             )
             confidence = min(quiet * density, params.max_inactive_confidence)
             rows.append((s.parcel_id, False, confidence, "ok", n_valid, gap, "none"))
+    warn_one_season_only("activity", spanning)
     return pd.DataFrame(
         rows, columns=["parcel_id", "activity", "confidence", "status", "n_valid", "max_gap_days", "evidence"]
     )

@@ -30,7 +30,13 @@ import numpy as np
 import pandas as pd
 
 from s3tr.errors import S3trError
-from s3tr.markers.table import MarkerInputError, iter_series, season_bounds
+from s3tr.markers.table import (
+    MarkerInputError,
+    iter_series,
+    season_bounds,
+    season_windows,
+    warn_one_season_only,
+)
 
 __all__ = [
     "CLASSIFIERS",
@@ -180,6 +186,9 @@ def _curves(
     n_valid: list[int] = []
     curves: dict[str, list[np.ndarray]] = {c: [] for c in cfg.columns}
     grid = np.arange(cfg.n_bins, dtype=float) * cfg.bin_days
+    # The crop season is a year from its start: it ends the day before the next start.
+    year = (cfg.season_start, str(np.datetime64(f"2001-{cfg.season_start}") - np.timedelta64(1, "D"))[5:])
+    spanning: list[tuple[str, np.datetime64]] = []
     for s in iter_series(table):
         pids.append(s.parcel_id)
         if s.dates.size == 0:
@@ -191,6 +200,8 @@ def _curves(
         if s.dates[s.dates.size // 2] < start:
             # The median date falls before this year's start: the season began the year before.
             start = np.datetime64(f"{int(str(start)[:4]) - 1}{str(start)[4:]}", "D")
+        if len(season_windows(year, s.dates[s.valid])) > 1:
+            spanning.append((s.parcel_id, start))
         dos = (s.dates - start).astype(np.int64).astype(float)
         nv = 0
         for c in cfg.columns:
@@ -207,6 +218,7 @@ def _curves(
                 # Linear between clear dates, flat beyond the first and last one.
                 curves[c].append(np.interp(grid, dos[ok], v[ok]))
         n_valid.append(nv if "ndvi" in cfg.columns else int(s.valid.sum()))
+    warn_one_season_only("crop group", spanning)
     arrays = {c: np.vstack(v) if v else np.empty((0, cfg.n_bins)) for c, v in curves.items()}
     return pids, arrays, np.asarray(n_valid, dtype=int)
 

@@ -41,6 +41,7 @@ __all__ = [
     "read_timeseries",
     "season_bounds",
     "season_windows",
+    "warn_one_season_only",
     "window_quality",
 ]
 
@@ -437,6 +438,32 @@ def season_windows(
         if spanned >= min_cover * (hi - lo).astype(int):
             windows.append((lo, hi))
     return windows or [season_bounds(season, dates)]
+
+
+def warn_one_season_only(marker: str, spanning: list[tuple[str, np.datetime64]]) -> None:
+    """Say that ``marker`` judged one season of parcels whose series cover several.
+
+    A per-parcel answer (activity, crop group) is about one campaign. Given a table that holds several
+    years of a parcel, such a marker reads the season of the median date and ignores the others; an
+    operator who passed the wrong table must hear about it rather than get one year's answer silently.
+
+    Parameters
+    ----------
+    marker
+        The marker's name, for the message.
+    spanning
+        ``(parcel_id, start of the season judged)`` of each parcel whose series covers several seasons.
+    """
+    if not spanning:
+        return
+    shown = ", ".join(f"{pid} (season from {start})" for pid, start in spanning[:5])
+    logger.warning(
+        "%s: %d parcel(s) have dates in several seasons; each was judged on the season of its median date "
+        "only, e.g. %s. Give one campaign per table (the mowing and bare-soil markers watch every season).",
+        marker,
+        len(spanning),
+        shown,
+    )
 
 
 def _in_year(season: tuple[str, str], year: int) -> tuple[np.datetime64, np.datetime64]:

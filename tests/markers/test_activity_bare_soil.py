@@ -153,3 +153,32 @@ def test_a_mowing_straddling_the_window_start_is_no_activity_in_it(make_grass):
     # ... but the cut may have been in March: it proves nothing about April to October.
     a = detect_activity(t, mowing_events=events).iloc[0]
     assert not a["activity"] and a["evidence"] != "mowing"
+
+
+def test_activity_says_it_judged_one_season_of_a_multi_year_series(make_grass, caplog):
+    """A per-parcel answer is about one campaign: a series of two years is judged on one, and says so."""
+    table = normalize_timeseries(
+        pd.concat(
+            [
+                make_grass("two_years", year=2022),
+                make_grass("two_years", year=2023, mowings=("2023-06-10",)),
+                make_grass("one_year", year=2023),
+            ]
+        )
+    )
+    with caplog.at_level("WARNING", logger="s3tr.markers.table"):
+        a = detect_activity(table).set_index("parcel_id")
+    warned = [r.getMessage() for r in caplog.records if r.getMessage().startswith("activity:")]
+    assert len(warned) == 1 and "1 parcel(s)" in warned[0] and "two_years" in warned[0]
+    assert "one_year" not in warned[0]
+    assert len(a) == 2  # still one answer per parcel
+
+
+def test_one_season_per_parcel_is_not_warned_about(make_grass, caplog):
+    # Lead-in from the previous autumn is not a second season.
+    autumn = make_grass("p", year=2022)
+    autumn = autumn[pd.to_datetime(autumn["date"]) >= "2022-10-01"]
+    table = normalize_timeseries(pd.concat([autumn, make_grass("p", year=2023)]))
+    with caplog.at_level("WARNING", logger="s3tr.markers.table"):
+        detect_activity(table)
+    assert not [r for r in caplog.records if "several seasons" in r.getMessage()]

@@ -223,3 +223,17 @@ def test_stack_trains_when_a_class_lies_in_one_group_only():
     assert isinstance(model.estimator, RocketStackClassifier) and "solo" in model.classes
     proba = model.predict_proba_features(build_features(normalize_timeseries(table)))
     np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-9)
+
+
+def test_crop_features_say_they_read_one_season_of_a_multi_year_series(caplog):
+    """The crop of a parcel is a campaign's: two years of a parcel are classified on one, with a warning."""
+    ts, _ = _crops(n_per=2, year=2022)
+    later, _ = _crops(n_per=2, year=2023)
+    one = ts["parcel_id"].iloc[0]
+    second_year = later[later["parcel_id"] == one.replace("2022", "2023")].assign(parcel_id=one)
+    table = normalize_timeseries(pd.concat([ts, second_year]))
+    with caplog.at_level("WARNING", logger="s3tr.markers.table"):
+        feats = build_features(table)
+    warned = [r.getMessage() for r in caplog.records if r.getMessage().startswith("crop group:")]
+    assert len(warned) == 1 and f"{one} (season from" in warned[0] and "1 parcel(s)" in warned[0]
+    assert len(feats) == ts["parcel_id"].nunique()
