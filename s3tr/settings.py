@@ -6,6 +6,8 @@ Precedence is the usual one: explicit arguments > environment > defaults. Run co
 
 from __future__ import annotations
 
+import os
+import sysconfig
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -71,13 +73,16 @@ def find_models_dir(settings: Settings | None = None) -> Path | None:
     """Locate the trained-model folder.
 
     Looks at ``S3TR_MODELS_DIR``, then ``./models`` in the current directory, then the
-    ``models/`` folder of the source checkout this package was imported from.
+    ``models/`` folder of the source checkout this package was imported from, then the copy that an
+    installed wheel put under ``<prefix>/share/s3tr/models`` (the environment's, then the user's).
     Returns None when no folder exists.
     """
     candidates = []
     if settings is not None and settings.models_dir is not None:
         candidates.append(settings.models_dir)
     candidates += [Path.cwd() / "models", _PACKAGE_ROOT.parent / "models"]
+    for scheme in (sysconfig.get_default_scheme(), f"{os.name}_user"):
+        candidates.append(Path(sysconfig.get_path("data", scheme)) / "share" / "s3tr" / "models")
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
