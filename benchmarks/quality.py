@@ -125,6 +125,13 @@ Data: ``../shared/data`` or ``$S3TR_REALDATA``.
   ones: the ROC AUC of each S1 change around a candidate (mean over ``[start, end + 12 d]`` minus mean over
   the 36 days before), beside the AUC of the shipped S2 score, and a logistic regression on the S2 score's
   logit plus the S1 changes, cross-validated by region.
+- Bare soil on meadows nobody ploughed (``--only bare_soil``, a few seconds): the Slovak camera and survey
+  meadows, where every ploughing-level bare soil (confidence >= 0.8, the rule sets' red) would be a wrong
+  red of ``grassland_not_ploughed``. Measured (2026-11-30): 5 of 399 camera plot-years and 0 of 238 survey
+  ones, all July runs after a cut in the droughts of 2022 and 2024 (NDVI 0.11-0.25 and BSI +0.15 to +0.2
+  for two to six weeks, then regrowth); 9 and 1 before the loss-of-cover rule
+  (``BareSoilParams.cover_days``), the other 4 and 1 being dormant swards after the snow (March). No
+  ploughing truth is in the shared data, so the marker's sensitivity is measured on the demo only.
 - Crop, UCR Crop (7,200 series, 24 classes): stratified k-fold CV of the classifier that
   ``s3tr markers crop train`` uses (``--classifier stack``, the default: trees + random-convolution ridge +
   Gaussian-kernel ridge heads, logistic stack; about 16 minutes on 2 cores) or of the calibrated trees
@@ -163,6 +170,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from s3tr.decide.rules import load_ruleset  # noqa: E402
+from s3tr.markers.bare_soil import BareSoilParams, detect_bare_soil  # noqa: E402
 from s3tr.markers.crop import CropFeatureConfig, classifier_for, train_crop_model  # noqa: E402
 from s3tr.markers.datasets import load_gmi_mowing, load_slovak_mowing, load_tempcnn, load_ucr_crop  # noqa: E402
 from s3tr.markers.evaluate import evaluate_crop, evaluate_mowing  # noqa: E402
@@ -318,6 +326,29 @@ def mowing(root: Path, *, quick: bool, refit: bool) -> None:
         print("  ", params.scorer_bands)
         print("  ", params.scorer_indices)
         print("  ", params.scorer_ndvi)
+
+
+def bare_soil_on_meadows(root: Path) -> None:
+    """How often meadows that nobody ploughed look ploughed (each a wrong red of grassland_not_ploughed)."""
+    print("== Bare soil on unploughed meadows (grassland_mowing test and train): plot-years at or above")
+    print("   the rule set's red (0.8) and orange (0.4) bare-soil confidence")
+    for name, table in (
+        ("camera meadows (polygon means)", load_slovak_mowing(root / "grassland_mowing").table),
+        ("survey meadows (one pixel)", load_gmi_mowing(root / "grassland_mowing").table),
+    ):
+        n = table["parcel_id"].nunique()
+        for label, params in (
+            ("shipped", BareSoilParams()),
+            ("without the loss-of-cover rule", BareSoilParams(cover_days=None)),
+        ):
+            ev = detect_bare_soil(table, params=params)
+            red = ev[ev["confidence"] >= 0.8]
+            months = ", ".join(str(m) for m in sorted(red["start"].dt.month.unique())) or "-"
+            flagged = ev.loc[ev["confidence"] >= 0.4, "parcel_id"].nunique()
+            print(
+                f"   {name:31s} {label:31s} red {red['parcel_id'].nunique()} of {n} "
+                f"(start months {months}), orange or red {flagged}"
+            )
 
 
 def mowing_survey(root: Path) -> None:
@@ -568,7 +599,9 @@ def main() -> None:
         "--refit", action="store_true", help="print mowing scorer coefficients fitted on all sites"
     )
     ap.add_argument(
-        "--only", choices=("mowing", "ucr", "rare", "declarations", "tempcnn"), help="run one part"
+        "--only",
+        choices=("mowing", "bare_soil", "ucr", "rare", "declarations", "tempcnn"),
+        help="run one part",
     )
     ap.add_argument(
         "--classifier",
@@ -585,6 +618,8 @@ def main() -> None:
     if args.only in (None, "mowing"):
         mowing(root, quick=args.quick, refit=args.refit)
         mowing_survey(root)
+    if args.only in (None, "mowing", "bare_soil"):
+        bare_soil_on_meadows(root)
     if args.only in (None, "ucr"):
         crop_ucr(root, quick=args.quick, classifier=args.classifier)
     if args.only in (None, "rare"):

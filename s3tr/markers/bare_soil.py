@@ -5,6 +5,13 @@ the bare-soil index high (BSI above ``min_bsi``). Clouds and shadows can fake on
 the soil signature on at least ``min_obs`` consecutive clear observations, or one soil observation right
 after an NDVI collapse from a green cover that does not grow back at the next observation. The event is the
 bare period ``[start, end]`` = first and last clear observation of the run.
+
+Ploughing is a *loss* of green cover. After the winter a meadow's dormant sward and litter look like soil
+for weeks (NDVI 0.2-0.25, BSI +0.1 to +0.2) with no green date before them since the autumn: on the Slovak
+camera meadows, which nobody ploughed, 4 of the 9 plot-years with a persistent soil-like run at ploughing
+confidence (0.8 and above) were such February-April runs. A persistent run with no clear observation of
+NDVI >= ``collapse_from`` in the ``cover_days`` before it is therefore kept at the confidence of a single
+doubtful date (at most 0.6): shown, never proof.
 """
 
 from __future__ import annotations
@@ -41,6 +48,10 @@ class BareSoilParams:
         one after it (if any) is still below ``collapse_from - 0.1``.
     min_valid
         Fewer clear observations in the season: status ``not_enough_data``.
+    cover_days
+        A persistent run counts as a ploughing only when a clear observation with NDVI >= ``collapse_from``
+        lies within this many days before it (a green cover was lost); otherwise its confidence is that of
+        a single soil-like date (see the module notes). ``None``: no such requirement (before markers-0.4.0).
     """
 
     season: tuple[str, str] = ("01-01", "12-31")
@@ -49,6 +60,7 @@ class BareSoilParams:
     min_obs: int = 2
     collapse_from: float = 0.5
     min_valid: int = 4
+    cover_days: int | None = 60
 
 
 @dataclass
@@ -99,8 +111,14 @@ def _series_events(s: ParcelSeries, p: BareSoilParams) -> tuple[list[tuple], str
         run = j - i + 1
         margin = float(np.clip((p.max_ndvi - np.median(ndvi[i : j + 1])) / 0.15, 0, 1))
         conf = 0.0
-        if run >= p.min_obs:
+        lost_cover = p.cover_days is None or bool(
+            ((ndvi[:i] >= p.collapse_from) & (d[:i] >= d[i] - np.timedelta64(p.cover_days, "D"))).any()
+        )
+        if run >= p.min_obs and lost_cover:
             conf = 0.6 + 0.25 * min(run - p.min_obs, 2) / 2 + 0.15 * margin
+        elif run >= p.min_obs:
+            # Soil-like since the winter (snow, a dormant sward), not a lost green cover: doubtful.
+            conf = 0.4 + 0.2 * margin
         elif i > 0 and ndvi[i - 1] >= p.collapse_from and (j + 1 >= n or ndvi[j + 1] < p.collapse_from - 0.1):
             conf = 0.4 + 0.2 * margin
         if conf > 0 and any(d[j] >= lo and d[i] <= hi for lo, hi in windows):

@@ -77,6 +77,28 @@ def test_bare_soil_persistent_vs_single_date():
     assert ev[ev.parcel_id == "blip"].empty
 
 
+def _after_winter(pid: str, *, green_before: bool) -> pd.DataFrame:
+    """A meadow under snow in January-February, soil-like from March, green from May (10-day revisit)."""
+    dates = pd.date_range("2023-01-05", "2023-07-31", freq="10D")
+    month = dates.month.to_numpy()
+    ndvi = np.where(month <= 2, 0.02, np.where(month <= 4, 0.21, 0.72))
+    bsi = np.where(month <= 2, -0.3, np.where(month <= 4, 0.18, -0.25))
+    if green_before:
+        # A green winter sward (western France) until mid-February: then the soil run is a lost cover.
+        winter = dates < "2023-02-20"
+        ndvi, bsi = np.where(winter, 0.7, ndvi), np.where(winter, -0.25, bsi)
+    return pd.DataFrame({"parcel_id": pid, "date": dates, "ndvi": ndvi, "bsi": bsi})
+
+
+def test_a_sward_soil_like_since_the_winter_is_no_ploughing():
+    """Ploughing is a loss of green cover: a run after snow, with no green date before it, stays doubtful."""
+    dormant = _after_winter("dormant", green_before=False)
+    t = normalize_timeseries(pd.concat([dormant, _after_winter("ploughed", green_before=True)]))
+    best = detect_bare_soil(t).groupby("parcel_id")["confidence"].max()
+    assert best["ploughed"] >= 0.8  # the rule sets' red
+    assert 0.4 <= best["dormant"] <= 0.6  # shown, but never the proof of a red
+
+
 def test_bare_soil_bsi_vetoes_dark_vegetation():
     t = _ploughed("water", soil_dates=3)
     t.loc[12:14, "bsi"] = -0.3  # low NDVI but not soil-like BSI (water, shadow)

@@ -169,15 +169,31 @@ def test_activity_on_the_slovak_set(slovak):
     grazed = a["parcel_id"].isin(set(ds.grazing["parcel_id"]))
     idle = ~mowed & ~grazed
     assert idle.sum() == 22
-    # Measured: 0.851 of mowed plot-years active; 17 of the 22 neither mowed nor grazed inactive (18 before
-    # the mowing span penalty, whose refitted scorer calls one more of their falls a cut).
+    # Measured: 0.868 of mowed plot-years active; 19 of the 22 neither mowed nor grazed inactive (17 before
+    # the bare-soil marker's loss-of-cover rule: two dormant swards after the snow were taken for tillage).
     assert a.loc[mowed, "activity"].mean() >= 0.82
-    assert 1 - a.loc[idle, "activity"].mean() >= 0.75
+    assert 1 - a.loc[idle, "activity"].mean() >= 0.8
     # Too little data is never a crash or a guess (the two plot-years with a 61-day cloudy gap now each show
     # a mowing, which stands in a sparse series; tests/markers/test_activity_bare_soil.py has a thin one).
     assert a["status"].isin({"ok", "not_enough_data"}).all() and (a["status"] == "ok").mean() >= 0.98
     assert not a.loc[a["status"] == "not_enough_data", "activity"].any()
     assert set(a.loc[a["activity"], "evidence"]) <= {"mowing", "bare_soil", "grazing"}
+
+
+def test_unploughed_meadows_rarely_look_ploughed(realdata, slovak):
+    """Nobody ploughed the Slovak camera and survey meadows: each ploughing-level bare soil is a wrong red."""
+    from s3tr.markers.bare_soil import detect_bare_soil
+    from s3tr.markers.datasets import load_gmi_mowing
+
+    ds = slovak[0]
+    camera = detect_bare_soil(ds.table)
+    red = camera[camera["confidence"] >= 0.8]
+    # Measured: 5 of 399 plot-years, all July-August runs after a cut in the 2022 and 2024 droughts. The
+    # 4 February-April runs of dormant swards after the snow were red-level before the loss-of-cover rule.
+    assert red["parcel_id"].nunique() <= 6
+    assert not (red["start"].dt.month <= 4).any()
+    survey = detect_bare_soil(load_gmi_mowing(realdata / "grassland_mowing").table)
+    assert not (survey["confidence"] >= 0.8).any()  # measured 0 of 238 (1 before)
 
 
 INDICES_FLOOR = 0.77  # measured 0.799 (3 folds, coarse grid)

@@ -16,6 +16,8 @@ RECORDED = {
     "markers-0.2.1": "3f22bba28a8964ca",
     # Mowing: a candidate seen in a sparse series is trusted more (gap_offset).
     "markers-0.3.0": "42f1df3f010c00c6",
+    # Bare soil: a soil-like run with no green cover before it (snow, a dormant sward) is no ploughing.
+    "markers-0.4.0": "a8cfdd9dd74c9f9c",
 }
 
 
