@@ -120,6 +120,26 @@ def _intervals(row: dict[str, Any], prefix: str) -> list[tuple[str, str]]:
     return sorted((p[0], p[-1]) for p in pairs)
 
 
+def _events(row: dict[str, Any], prefix: str) -> list[tuple[str, str, Any]]:
+    """``(start, end, confidence)`` of each event, in time order.
+
+    The confidence is the event's own (``<prefix>_confidences``, aligned with the dates); evidence written
+    before that column existed gives every event the parcel's best (``<prefix>_confidence``).
+    """
+    spans = _intervals(row, prefix)
+    text = row.get(f"{prefix}_confidences")
+    own = [] if _missing(text) else [float(c) for c in str(text).split(";") if c.strip()]
+    if len(own) != len(spans):
+        own = [row.get(f"{prefix}_confidence")] * len(spans)
+    return [(a, b, c) for (a, b), c in zip(spans, own, strict=True)]
+
+
+def _best(events: list[tuple[str, str, Any]]) -> Any:
+    """The highest confidence of ``events`` (None without any)."""
+    known = [c for _, _, c in events if not _missing(c)]
+    return max(known) if known else None
+
+
 def _in(dates: list[str], start: date, end: date) -> list[str]:
     lo, hi = start.isoformat(), end.isoformat()
     return [d for d in dates if lo <= d <= hi]
@@ -156,18 +176,21 @@ def _min_activity(row: dict[str, Any], rs: RuleSet, thin: list[Reason], as_of: d
     ev: dict[str, Any] = {}
     # A mowing happened between the last clear observation before it and the first after it: it proves
     # activity in the window only when that whole interval is inside (the activity marker counts it so too).
+    # Each cut is judged on its own confidence: a confident cut elsewhere proves nothing about this one.
     lo, hi = rs.activity_window.start.isoformat(), rs.activity_window.end.isoformat()
-    cuts = [(a, b) for a, b in _intervals(row, "mowing") if a <= hi and b >= lo]
-    mowing = [a for a, b in cuts if a >= lo and b <= hi]
-    straddling = [f"{a}/{b}" for a, b in cuts if not (a >= lo and b <= hi)]
-    mow_conf: Any = row.get("mowing_confidence")
+    cuts = [e for e in _events(row, "mowing") if e[0] <= hi and e[1] >= lo]
+    inside = [e for e in cuts if e[0] >= lo and e[1] <= hi]
+    across = [e for e in cuts if not (e[0] >= lo and e[1] <= hi)]
+    mowing = [a for a, _, _ in inside]
+    straddling = [f"{a}/{b}" for a, b, _ in across]
+    mow_conf: Any = _best(inside)
     act = _bool(row.get("activity"))
     act_conf: Any = row.get("activity_confidence")
     proven_mowing = bool(mowing) and _ge(mow_conf, rs.mowing.min_confidence)
     if mowing:
         ev.update(mowing_dates=mowing, mowing_confidence=_num(mow_conf))
     if straddling:
-        ev.update(straddling_mowing_intervals=straddling, mowing_confidence=_num(mow_conf))
+        ev.update(straddling_mowing_intervals=straddling, mowing_confidence=_num(_best(cuts)))
     ev.update(activity=act, activity_confidence=_num(act_conf))
     confident = _ge(act_conf, rs.activity.min_confidence)
     if act is True and (confident or proven_mowing):
@@ -179,7 +202,7 @@ def _min_activity(row: dict[str, Any], rs: RuleSet, thin: list[Reason], as_of: d
         return Flag.GREEN, [Reason.MOWING_DETECTED], ev
     if str(row.get("activity_status") or "ok") != "ok" or act is None:
         return Flag.ORANGE, [Reason.MARKER_NOT_ENOUGH_DATA, *thin], ev
-    if straddling and _ge(mow_conf, rs.mowing.min_confidence):
+    if straddling and _ge(_best(across), rs.mowing.min_confidence):
         return Flag.ORANGE, [Reason.MOWING_STRADDLES_WINDOW], ev
     if act is True:
         return Flag.ORANGE, [Reason.ACTIVITY_UNCERTAIN], ev
@@ -298,32 +321,37 @@ def _fallow(row: dict[str, Any], rs: RuleSet, thin: list[Reason], as_of: date | 
     # interval close to an edge proves nothing either: it must lie edge_margin_days inside.
     margin = timedelta(days=rs.mowing.edge_margin_days)
     lo_in, hi_in = (period.start + margin).isoformat(), (period.end - margin).isoformat()
-    cuts = [(a, b) for a, b in _intervals(row, "mowing") if a <= hi and b >= lo]
-    inside = [f"{a}/{b}" if a != b else a for a, b in cuts if a >= lo_in and b <= hi_in]
-    near_edge = [f"{a}/{b}" for a, b in cuts if a >= lo and b <= hi and not (a >= lo_in and b <= hi_in)]
-    straddling = [f"{a}/{b}" for a, b in cuts if not (a >= lo and b <= hi)]
-    bare = _in(_dates(row.get("bare_soil_dates")), period.start, period.end)
-    mow_conf: Any = row.get("mowing_confidence")
-    bare_conf: Any = row.get("bare_soil_confidence")
+    # Each event is judged on its own confidence: a confident cut in July proves nothing about a doubtful
+    # one in May (until markers-0.4.0 the evidence held only the parcel's best, which did).
+    cuts = [e for e in _events(row, "mowing") if e[0] <= hi and e[1] >= lo]
+    cuts_in = [e for e in cuts if e[0] >= lo_in and e[1] <= hi_in]
+    cuts_near = [e for e in cuts if e[0] >= lo and e[1] <= hi and e not in cuts_in]
+    cuts_across = [e for e in cuts if not (e[0] >= lo and e[1] <= hi)]
+    inside = [f"{a}/{b}" if a != b else a for a, b, _ in cuts_in]
+    near_edge = [f"{a}/{b}" for a, b, _ in cuts_near]
+    straddling = [f"{a}/{b}" for a, b, _ in cuts_across]
+    soil = [e for e in _events(row, "bare_soil") if lo <= e[0] <= hi]
+    bare = [a for a, _, _ in soil]
+    bare_conf: Any = _best(soil)
     ev: dict[str, Any] = {}
     if inside:
-        ev.update(protected_mowing_dates=inside, mowing_confidence=_num(mow_conf))
+        ev.update(protected_mowing_dates=inside, mowing_confidence=_num(_best(cuts_in)))
     if straddling:
-        ev.update(straddling_mowing_intervals=straddling, mowing_confidence=_num(mow_conf))
+        ev.update(straddling_mowing_intervals=straddling, mowing_confidence=_num(_best(cuts_across)))
     if near_edge:
-        ev.update(near_edge_mowing_intervals=near_edge, mowing_confidence=_num(mow_conf))
+        ev.update(near_edge_mowing_intervals=near_edge, mowing_confidence=_num(_best(cuts_near)))
     if bare:
         ev.update(protected_bare_soil_dates=bare, bare_soil_confidence=_num(bare_conf))
     proven: list[Reason] = []
-    if inside and _ge(mow_conf, rs.mowing.min_confidence):
+    if inside and _ge(_best(cuts_in), rs.mowing.min_confidence):
         proven.append(Reason.FALLOW_MOWED_IN_PROTECTED_PERIOD)
     if bare and _ge(bare_conf, rs.bare_soil.confidence_red):
         proven.append(Reason.FALLOW_TILLED_IN_PROTECTED_PERIOD)
     if proven:
         return (Flag.ORANGE, [*proven, *thin], ev) if thin else (Flag.RED, proven, ev)
-    if straddling and _ge(mow_conf, rs.mowing.min_confidence):
+    if straddling and _ge(_best(cuts_across), rs.mowing.min_confidence):
         return Flag.ORANGE, [Reason.FALLOW_MOWING_STRADDLES_PERIOD], ev
-    if near_edge and _ge(mow_conf, rs.mowing.min_confidence):
+    if near_edge and _ge(_best(cuts_near), rs.mowing.min_confidence):
         return Flag.ORANGE, [Reason.FALLOW_MOWING_NEAR_PERIOD_EDGE], ev
     if inside or straddling or near_edge or (bare and _ge(bare_conf, rs.bare_soil.confidence_orange)):
         return Flag.ORANGE, [Reason.FALLOW_DISTURBANCE_UNCERTAIN], ev

@@ -80,12 +80,14 @@ EVIDENCE_COLUMNS = [
     "mowing_dates",
     "mowing_intervals",
     "mowing_confidence",
+    "mowing_confidences",
     "activity",
     "activity_confidence",
     "activity_status",
     "bare_soil_count",
     "bare_soil_dates",
     "bare_soil_confidence",
+    "bare_soil_confidences",
     "crop_predicted",
     "crop_probability",
     "crop_second",
@@ -110,6 +112,14 @@ def _joined_dates(events: pd.DataFrame) -> pd.Series:
     # Dates formatted once for all the events, not once per parcel (that was a tenth of the markers stage).
     ev = events.sort_values("start")
     return pd.to_datetime(ev["start"]).dt.strftime("%Y-%m-%d").groupby(ev["parcel_id"]).agg(";".join)
+
+
+def _joined_confidences(events: pd.DataFrame) -> pd.Series:
+    """Each event's own confidence (3 decimals), ``;``-joined in the order of the dates and intervals."""
+    if events.empty:
+        return pd.Series(dtype=object)
+    ev = events.sort_values("start")
+    return ev["confidence"].map("{:.3f}".format).groupby(ev["parcel_id"]).agg(";".join)
 
 
 def _joined_intervals(events: pd.DataFrame) -> pd.Series:
@@ -156,13 +166,14 @@ def compute_evidence(
         ``max_gap_days`` (float, days, window edges count); ``mowing_count`` (int); ``mowing_dates`` (str,
         ``;``-joined YYYY-MM-DD event starts, "" when none); ``mowing_intervals`` (str, the same events as
         ``start/end`` ISO 8601 intervals: the mowing happened after ``start`` and by ``end``);
-        ``mowing_confidence`` (float 0..1, best event, 0 when none); ``activity`` (bool);
+        ``mowing_confidence`` (float 0..1, best event, 0 when none); ``mowing_confidences`` (str, each event's
+        own confidence, ``;``-joined in the order of the dates); ``activity`` (bool);
         ``activity_confidence`` (0..1, confidence in the stated answer);
         ``activity_status`` (``ok`` or ``not_enough_data``); ``bare_soil_count``, ``bare_soil_dates``,
-        ``bare_soil_confidence`` (as for mowing); ``crop_predicted``, ``crop_second`` (str or None),
-        ``crop_probability``, ``crop_second_probability`` (float or NaN); ``homogeneity`` (mean within-parcel
-        NDVI standard deviation, NaN when unknown); ``marker_version``; ``model_version`` (None without
-        model).
+        ``bare_soil_confidence``, ``bare_soil_confidences`` (as for mowing); ``crop_predicted``,
+        ``crop_second`` (str or None), ``crop_probability``, ``crop_second_probability`` (float or NaN);
+        ``homogeneity`` (mean within-parcel NDVI standard deviation, NaN when unknown); ``marker_version``;
+        ``model_version`` (None without model).
     """
     table = _ensure_normalized(table)
     dec_cols = {c.lower(): c for c in declarations.columns}
@@ -202,6 +213,8 @@ def compute_evidence(
             out["mowing_intervals"] = _joined_intervals(ev).reindex(out.index).fillna("").astype(object)
         conf = g["confidence"].max() if g is not None else pd.Series(dtype=float)
         out[f"{prefix}_confidence"] = conf.reindex(out.index).fillna(0.0).astype(float)
+        # A decision about one event (a cut in the fallow's protected period) needs that event's confidence.
+        out[f"{prefix}_confidences"] = _joined_confidences(ev).reindex(out.index).fillna("").astype(object)
     out["activity"] = act["activity"].reindex(out.index).fillna(False).astype(bool)
     out["activity_confidence"] = act["confidence"].reindex(out.index).fillna(0.0).astype(float)
     status = act["status"].reindex(out.index).fillna("not_enough_data")

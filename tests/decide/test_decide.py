@@ -379,6 +379,42 @@ def test_fallow_rules() -> None:
     assert one(out, "tilled", "fallow")["reasons"] == ["fallow_tilled_in_protected_period"]
 
 
+def test_fallow_judges_each_event_on_its_own_confidence() -> None:
+    """A doubtful cut in May is not proven by a confident one in August (a wrong red until markers-0.4.0)."""
+    two_cuts = {"mowing_dates": "2025-05-20;2025-08-20", "mowing_confidence": 0.95}
+    soil = {"bare_soil_dates": "2025-05-25;2025-09-10", "bare_soil_confidence": 0.9}
+    evs = [
+        evidence("weak_may", **two_cuts, mowing_confidences="0.450;0.950"),
+        evidence("strong_may", **two_cuts, mowing_confidences="0.900;0.950"),
+        evidence("old_evidence", **two_cuts),  # written before per-event confidences: the best stands in
+        evidence("weak_soil", **soil, bare_soil_confidences="0.500;0.900"),
+    ]
+    out = run([parcel(e["parcel_id"], "J6S") for e in evs], evs)
+    got = {e["parcel_id"]: one(out, e["parcel_id"], "fallow") for e in evs}
+    flags = {p: (g["flag"], g["reasons"]) for p, g in got.items()}
+    assert flags["weak_may"] == ("orange", ["fallow_disturbance_uncertain"])
+    assert got["weak_may"]["evidence"]["mowing_confidence"] == 0.45
+    assert flags["strong_may"] == ("red", ["fallow_mowed_in_protected_period"])
+    assert flags["old_evidence"][0] == "red"
+    assert flags["weak_soil"][0] == "orange"
+    assert got["weak_soil"]["evidence"]["bare_soil_confidence"] == 0.5
+
+
+def test_min_activity_needs_a_confident_cut_inside_the_window() -> None:
+    ev = evidence(
+        "a",
+        mowing_dates="2025-03-10;2025-06-01",
+        mowing_intervals="2025-03-05/2025-03-15;2025-05-28/2025-06-03",
+        mowing_confidence=0.95,
+        mowing_confidences="0.950;0.450",
+        activity=True,
+        activity_confidence=0.3,
+    )
+    got = one(run([parcel("a", "PPH")], [ev]), "a", "min_activity")
+    # The confident fall is in March, before the window: the window's own cut is too doubtful to prove it.
+    assert got["flag"] == "orange" and "mowing_detected" not in got["reasons"]
+
+
 def test_fallow_mowing_interval_must_lie_inside_the_protected_period() -> None:
     """The cut happened between two clear observations: red only when both are inside the period."""
     cases = {

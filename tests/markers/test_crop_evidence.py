@@ -105,18 +105,24 @@ def test_homogeneity_and_evidence_columns(make_grass):
         estimator=make_classifier(n_estimators=60),
     )
     grass = make_grass("g1", mowings=("2023-06-10",))
+    twice = make_grass("g2", mowings=("2023-05-20", "2023-08-01"), seed=1)
     dec = pd.DataFrame(
         {
-            "id_parcel": ["cereal0_2022", "g1", "missing"],
-            "code_cultu": ["BTH", "PPH", "PPH"],
-            "code_group": [1, 18, 18],
+            "id_parcel": ["cereal0_2022", "g1", "g2", "missing"],
+            "code_cultu": ["BTH", "PPH", "PPH", "PPH"],
+            "code_group": [1, 18, 18, 18],
         }
     )
-    ev = compute_evidence(pd.concat([table, grass]), dec, crop_model=model)
+    ev = compute_evidence(pd.concat([table, grass, twice]), dec, crop_model=model)
     assert list(ev.columns) == EVIDENCE_COLUMNS
     ev = ev.set_index("parcel_id")
     assert ev.loc["g1", "mowing_count"] == 1 and ev.loc["g1", "activity"]
     assert ev.loc["g1", "mowing_dates"].startswith("2023-06-")
+    # Each event's own confidence, in the order of the dates; the best is the parcel's confidence.
+    own = [float(c) for c in ev.loc["g2", "mowing_confidences"].split(";")]
+    assert len(own) == ev.loc["g2", "mowing_count"] == 2
+    assert max(own) == pytest.approx(ev.loc["g2", "mowing_confidence"], abs=5e-4)
+    assert ev.loc["missing", "mowing_confidences"] == "" and ev.loc["missing", "bare_soil_confidences"] == ""
     assert ev.loc["missing", "activity_status"] == "not_enough_data" and ev.loc["missing", "n_valid"] == 0
     assert ev.loc["cereal0_2022", "crop_predicted"] == "cereal"
     assert ev.loc["cereal0_2022", "homogeneity"] == pytest.approx(0.05)
