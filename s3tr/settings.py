@@ -69,13 +69,14 @@ def get_settings(**overrides: object) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def find_models_dir(settings: Settings | None = None) -> Path | None:
+def find_models_dir(settings: Settings | None = None, *, holding: str | None = None) -> Path | None:
     """Locate the trained-model folder.
 
     Looks at ``S3TR_MODELS_DIR``, then ``./models`` in the current directory, then the
     ``models/`` folder of the source checkout this package was imported from, then the copy that an
     installed wheel put under ``<prefix>/share/s3tr/models`` (the environment's, then the user's).
-    Returns None when no folder exists.
+    With ``holding`` (a path inside the folder, e.g. ``crop_group/model.joblib``), only a folder that holds
+    it counts, so an unrelated ``./models`` does not hide the shipped one. Returns None when none fits.
     """
     candidates = []
     if settings is not None and settings.models_dir is not None:
@@ -84,6 +85,6 @@ def find_models_dir(settings: Settings | None = None) -> Path | None:
     for scheme in (sysconfig.get_default_scheme(), f"{os.name}_user"):
         candidates.append(Path(sysconfig.get_path("data", scheme)) / "share" / "s3tr" / "models")
     for candidate in candidates:
-        if candidate.is_dir():
+        if candidate.is_dir() and (holding is None or (candidate / holding).exists()):
             return candidate
     return None

@@ -59,3 +59,12 @@ def test_the_checkout_and_the_environment_variable_come_first(nowhere, prefix, m
     chosen.mkdir()
     monkeypatch.setenv("S3TR_MODELS_DIR", str(chosen))
     assert find_models_dir(Settings()) == chosen
+
+
+def test_a_models_folder_without_the_model_does_not_hide_the_shipped_one(nowhere, prefix):
+    (prefix / "share" / "s3tr" / "models" / "crop_group").mkdir(parents=True)
+    (prefix / "share" / "s3tr" / "models" / "crop_group" / "model.joblib").touch()
+    (nowhere / "models").mkdir()  # some other project's models/ in the current directory
+    assert find_models_dir(Settings()) == nowhere / "models"
+    found = find_models_dir(Settings(), holding="crop_group/model.joblib")
+    assert found == prefix / "share" / "s3tr" / "models"

@@ -164,11 +164,15 @@ def load_crop_model(path: Path | None = None) -> object | None:
     from s3tr.settings import find_models_dir, get_settings
 
     if path is None:
-        models = find_models_dir(get_settings())
-        path = models / "crop_group" / "model.joblib" if models else None
-        if path is None or not path.exists():
-            log.warning("no crop-group model found (looked for models/crop_group/model.joblib)")
+        models = find_models_dir(get_settings(), holding="crop_group/model.joblib")
+        if models is None:
+            log.warning(
+                "no crop-group model found (looked for crop_group/model.joblib in S3TR_MODELS_DIR, ./models, "
+                "the checkout's models/ and the installed share/s3tr/models); the crop_group control stays "
+                "orange"
+            )
             return None
+        path = models / "crop_group" / "model.joblib"
     return CropModel.load(path)
 
 
