@@ -190,7 +190,9 @@ def _min_activity(row: dict[str, Any], rs: RuleSet, thin: list[Reason], as_of: d
     if mowing:
         ev.update(mowing_dates=mowing, mowing_confidence=_num(mow_conf))
     if straddling:
-        ev.update(straddling_mowing_intervals=straddling, mowing_confidence=_num(_best(cuts)))
+        # The confidence quoted is the cut the verdict rests on: the window's own when there is one.
+        ev["straddling_mowing_intervals"] = straddling
+        ev.setdefault("mowing_confidence", _num(_best(across)))
     ev.update(activity=act, activity_confidence=_num(act_conf))
     confident = _ge(act_conf, rs.activity.min_confidence)
     if act is True and (confident or proven_mowing):
@@ -334,12 +336,15 @@ def _fallow(row: dict[str, Any], rs: RuleSet, thin: list[Reason], as_of: date | 
     bare = [a for a, _, _ in soil]
     bare_conf: Any = _best(soil)
     ev: dict[str, Any] = {}
+    # The confidence quoted is that of the events the verdict rests on, in the order the verdicts are tried.
     if inside:
         ev.update(protected_mowing_dates=inside, mowing_confidence=_num(_best(cuts_in)))
     if straddling:
-        ev.update(straddling_mowing_intervals=straddling, mowing_confidence=_num(_best(cuts_across)))
+        ev["straddling_mowing_intervals"] = straddling
+        ev.setdefault("mowing_confidence", _num(_best(cuts_across)))
     if near_edge:
-        ev.update(near_edge_mowing_intervals=near_edge, mowing_confidence=_num(_best(cuts_near)))
+        ev["near_edge_mowing_intervals"] = near_edge
+        ev.setdefault("mowing_confidence", _num(_best(cuts_near)))
     if bare:
         ev.update(protected_bare_soil_dates=bare, bare_soil_confidence=_num(bare_conf))
     proven: list[Reason] = []

@@ -397,6 +397,7 @@ def test_fallow_judges_each_event_on_its_own_confidence() -> None:
     assert flags["strong_may"] == ("red", ["fallow_mowed_in_protected_period"])
     assert flags["old_evidence"][0] == "red"
     assert flags["weak_soil"][0] == "orange"
+    assert "(confidence 0.90)" in got["strong_may"]["explanation_en"]  # the May cut's own, quoted
     assert got["weak_soil"]["evidence"]["bare_soil_confidence"] == 0.5
 
 
