@@ -468,10 +468,20 @@ def warn_one_season_only(marker: str, spanning: list[tuple[str, np.datetime64]])
 
 def _in_year(season: tuple[str, str], year: int) -> tuple[np.datetime64, np.datetime64]:
     """``season`` with its month-days (``MM-DD``) placed in ``year``; a season whose end month-day comes
-    before its start month-day (a winter season) ends in the next year."""
+    before its start month-day (a winter season) ends in the next year. ``02-29`` is 28 February in a year
+    without it (:func:`parse_season` accepts it)."""
     start, end = (str(x) for x in season)
-    lo = np.datetime64(f"{year}-{start}" if len(start) == 5 else start, "D")
-    hi = np.datetime64(f"{year}-{end}" if len(end) == 5 else end, "D")
+    lo = _day(start, year)
+    hi = _day(end, year)
     if len(start) == 5 and len(end) == 5 and hi < lo:
-        hi = np.datetime64(f"{year + 1}-{end}", "D")
+        hi = _day(end, year + 1)
     return lo, hi
+
+
+def _day(text: str, year: int) -> np.datetime64:
+    """A full date as it is, or a month-day in ``year`` (29 February falling back to the 28th)."""
+    if len(text) != 5:
+        return np.datetime64(text, "D")
+    if text == "02-29" and not (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)):
+        text = "02-28"
+    return np.datetime64(f"{year}-{text}", "D")

@@ -11,6 +11,7 @@ from s3tr.markers.table import (
     iter_series,
     normalize_timeseries,
     parcel_quality,
+    parse_season,
     read_timeseries,
     season_bounds,
     season_windows,
@@ -168,6 +169,15 @@ def test_season_windows_one_per_year_a_table_covers():
     # A winter season ends in the next year.
     assert _iso(season_windows(("11-01", "02-28"), _days("2022-10-01", "2023-03-31"))) == [
         ("2022-11-01", "2023-02-28")
+    ]
+
+
+def test_a_season_ending_on_29_february_in_every_year():
+    """parse_season accepts 02-29; a year without it ends the season on the 28th instead of crashing."""
+    season = parse_season("11-01,02-29")
+    assert _iso(season_windows(season, _days("2022-10-01", "2024-03-31"))) == [
+        ("2022-11-01", "2023-02-28"),
+        ("2023-11-01", "2024-02-29"),
     ]
 
 
