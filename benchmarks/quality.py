@@ -132,6 +132,11 @@ Data: ``../shared/data`` or ``$S3TR_REALDATA``.
   for two to six weeks, then regrowth); 9 and 1 before the loss-of-cover rule
   (``BareSoilParams.cover_days``), the other 4 and 1 being dormant swards after the snow (March). No
   ploughing truth is in the shared data, so the marker's sensitivity is measured on the demo only.
+- Fallow (``--only fallow``, about a minute): the cuts a fallow red could rest on, those dated between 11 May
+  and 5 July (10 days inside any legal 40-day protected period), that match no true cut within 10 days, by
+  the confidence asked: out of fold on the camera meadows (the line "bands" of the mowing part), and on the
+  survey meadows. Measured (2026-11-30): at 0.6, 11 of 136 and 7 of 76; at 0.7, 7 of 126 and 3 of 71; at 0.8,
+  6 of 120 and 3 of 66; at 0.9, 5 of 106 and 1 of 55. Hence the rule sets' ``mowing.confidence_red`` 0.7.
 - Crop, UCR Crop (7,200 series, 24 classes): stratified k-fold CV of the classifier that
   ``s3tr markers crop train`` uses (``--classifier stack``, the default: trees + random-convolution ridge +
   Gaussian-kernel ridge heads, logistic stack; about 16 minutes on 2 cores) or of the calibrated trees
@@ -349,6 +354,40 @@ def bare_soil_on_meadows(root: Path) -> None:
                 f"   {name:31s} {label:31s} red {red['parcel_id'].nunique()} of {n} "
                 f"(start months {months}), orange or red {flagged}"
             )
+
+
+def _false_cuts(events: pd.DataFrame, truth: pd.DataFrame, label: str, levels: tuple[float, ...]) -> None:
+    """Cuts inside any fallow protected period (11 May - 5 July) that match no true cut, by confidence."""
+    ev = events.copy()
+    year = ev["start"].dt.year.astype(str)
+    ev = ev[(ev["start"] >= pd.to_datetime(year + "-05-11")) & (ev["end"] <= pd.to_datetime(year + "-07-05"))]
+    dates = pd.to_datetime(truth["date"]).groupby(truth["parcel_id"]).apply(list).to_dict()
+    tol = pd.Timedelta(days=10)
+    true = np.array(
+        [any(r.start - tol <= d <= r.end + tol for d in dates.get(r.parcel_id, [])) for r in ev.itertuples()],
+        dtype=bool,
+    )
+    parts = []
+    for level in levels:
+        at = ev["confidence"].to_numpy() >= level
+        parts.append(f">= {level:.2f}: {int((at & ~true).sum())} false of {int(at.sum())}")
+    print(f"   {label:33s} " + "; ".join(parts))
+
+
+def fallow_false_cuts(root: Path) -> None:
+    """How often a cut that would prove a fallow breach (red) is no cut at all, by the confidence asked."""
+    rs = load_ruleset(2025)
+    levels = tuple(sorted({0.6, 0.7, 0.8, 0.9, rs.mowing.min_confidence, rs.mowing.red_confidence}))
+    print(
+        "== Fallow: detected cuts inside a protected period (11 May - 5 July, the margin-inside part of any"
+        f"\n   40-day period from 1 May to 15 July) that match no true cut (+-10 days), by confidence; "
+        f"fr-2025: orange from {rs.mowing.min_confidence}, red from {rs.mowing.red_confidence}"
+    )
+    ds = load_slovak_mowing(root / "grassland_mowing")
+    cv = cross_validate_mowing(ds.table, ds.truth, ds.sites, gap_offsets=GAP_OFFSETS, seed=0)
+    _false_cuts(cv["events"], ds.truth, "camera meadows (out of fold)", levels)
+    sv = load_gmi_mowing(root / "grassland_mowing")
+    _false_cuts(mowing_marker(sv.table).events, sv.truth, "survey meadows (never fitted on)", levels)
 
 
 def mowing_survey(root: Path) -> None:
@@ -600,7 +639,7 @@ def main() -> None:
     )
     ap.add_argument(
         "--only",
-        choices=("mowing", "bare_soil", "ucr", "rare", "declarations", "tempcnn"),
+        choices=("mowing", "bare_soil", "fallow", "ucr", "rare", "declarations", "tempcnn"),
         help="run one part",
     )
     ap.add_argument(
@@ -620,6 +659,8 @@ def main() -> None:
         mowing_survey(root)
     if args.only in (None, "mowing", "bare_soil"):
         bare_soil_on_meadows(root)
+    if args.only in (None, "mowing", "fallow"):
+        fallow_false_cuts(root)
     if args.only in (None, "ucr"):
         crop_ucr(root, quick=args.quick, classifier=args.classifier)
     if args.only in (None, "rare"):

@@ -348,7 +348,8 @@ def _fallow(row: dict[str, Any], rs: RuleSet, thin: list[Reason], as_of: date | 
     if bare:
         ev.update(protected_bare_soil_dates=bare, bare_soil_confidence=_num(bare_conf))
     proven: list[Reason] = []
-    if inside and _ge(_best(cuts_in), rs.mowing.min_confidence):
+    # A red rests on the cut alone, on land where cuts are rare: it needs the stricter red confidence.
+    if inside and _ge(_best(cuts_in), rs.mowing.red_confidence):
         proven.append(Reason.FALLOW_MOWED_IN_PROTECTED_PERIOD)
     if bare and _ge(bare_conf, rs.bare_soil.confidence_red):
         proven.append(Reason.FALLOW_TILLED_IN_PROTECTED_PERIOD)

@@ -96,6 +96,29 @@ class MowingRules(_Strict):
         description="A mowing proves a breach of a period only when its interval lies this many days inside "
         "it: the true date can fall a few days outside the interval between two clear observations.",
     )
+    confidence_red: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Confidence a detected mowing needs to prove a breach (red: fallow mown in its protected "
+        "period); between min_confidence and this it is orange. A red is judged where cuts are rare, so a "
+        "false cut weighs more there than among the meadows the confidence was learned on "
+        "(None: min_confidence).",
+    )
+
+    @property
+    def red_confidence(self) -> float:
+        """The confidence a mowing needs for a red (``confidence_red``, else ``min_confidence``)."""
+        return self.min_confidence if self.confidence_red is None else self.confidence_red
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MowingRules:
+        if self.confidence_red is not None and self.confidence_red < self.min_confidence:
+            raise ValueError(
+                f"confidence_red ({self.confidence_red}) must not be below "
+                f"min_confidence ({self.min_confidence})"
+            )
+        return self
 
 
 class CropGroupRules(_Strict):

@@ -401,6 +401,43 @@ def test_fallow_judges_each_event_on_its_own_confidence() -> None:
     assert got["weak_soil"]["evidence"]["bare_soil_confidence"] == 0.5
 
 
+def test_fallow_red_needs_the_red_confidence_while_activity_takes_the_lower_one() -> None:
+    """A cut between min_confidence and confidence_red proves activity (green), not a fallow breach."""
+    assert RS.mowing.min_confidence < RS.mowing.red_confidence
+    middle = round((RS.mowing.min_confidence + RS.mowing.red_confidence) / 2, 3)
+    cut = {"mowing_dates": "2025-05-20", "mowing_intervals": "2025-05-18/2025-05-22", "activity": True}
+    evs = [
+        evidence(
+            "middle",
+            **cut,
+            mowing_confidence=middle,
+            mowing_confidences=f"{middle:.3f}",
+            activity_confidence=0.3,
+        ),
+        evidence("strong", **cut, mowing_confidence=RS.mowing.red_confidence),
+    ]
+    out = run(
+        [parcel("middle", "J6S"), parcel("strong", "J6S"), parcel("meadow", "PPH")],
+        [*evs[:2], {**evs[0], "parcel_id": "meadow"}],
+    )
+    assert (one(out, "middle", "fallow")["flag"], one(out, "middle", "fallow")["reasons"]) == (
+        "orange",
+        ["fallow_disturbance_uncertain"],
+    )
+    assert one(out, "strong", "fallow")["flag"] == "red"
+    meadow = one(out, "meadow", "min_activity")
+    assert meadow["flag"] == "green" and "mowing_detected" in meadow["reasons"]
+
+
+def test_mowing_red_confidence_defaults_to_min_confidence_and_may_not_be_below_it() -> None:
+    from s3tr.decide.rules import MowingRules
+
+    assert MowingRules(min_confidence=0.6).red_confidence == 0.6
+    assert MowingRules(min_confidence=0.6, confidence_red=0.8).red_confidence == 0.8
+    with pytest.raises(ValueError, match="confidence_red"):
+        MowingRules(min_confidence=0.6, confidence_red=0.5)
+
+
 def test_min_activity_needs_a_confident_cut_inside_the_window() -> None:
     ev = evidence(
         "a",
