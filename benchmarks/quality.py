@@ -132,6 +132,10 @@ Data: ``../shared/data`` or ``$S3TR_REALDATA``.
   for two to six weeks, then regrowth); 9 and 1 before the loss-of-cover rule
   (``BareSoilParams.cover_days``), the other 4 and 1 being dormant swards after the snow (March). No
   ploughing truth is in the shared data, so the marker's sensitivity is measured on the demo only.
+  Then (markers-0.5.0) the dry-vegetation test (``BareSoilParams.max_ndti``, 0.10: a run whose median tillage
+  index (B11 - B12) / (B11 + B12) is above it is a sward scorched brown, not soil): 0 of 399 and 0 of 238; the
+  lines "without ..." show each rule's share (without the test 5 and 0, without either 9 and 1). The demo's
+  17 red-level ploughings keep their level (run medians 0.082-0.097).
 - Fallow (``--only fallow``, about a minute): the cuts a fallow red could rest on, those dated between 11 May
   and 5 July (10 days inside any legal 40-day protected period), that match no true cut within 10 days, by
   the confidence asked: out of fold on the camera meadows (the line "bands" of the mowing part), and on the
@@ -349,7 +353,9 @@ def bare_soil_on_meadows(root: Path) -> None:
         n = table["parcel_id"].nunique()
         for label, params in (
             ("shipped", BareSoilParams()),
+            ("without the dry-vegetation test", BareSoilParams(max_ndti=None)),
             ("without the loss-of-cover rule", BareSoilParams(cover_days=None)),
+            ("without either", BareSoilParams(cover_days=None, max_ndti=None)),
         ):
             ev = detect_bare_soil(table, params=params)
             red = ev[ev["confidence"] >= 0.8]

@@ -110,6 +110,13 @@ class SeriesStore:
         """Whether the store has been created."""
         return (self.path / "zarr.json").is_file()
 
+    def indices(self) -> tuple[str, ...]:
+        """The indices the store holds (each with its ``_std``), sorted; empty before the first append."""
+        if not self.exists():
+            return ()
+        variables = set(zarr.open_group(str(self.path), mode="r").attrs.get("variables", []))
+        return tuple(sorted(v for v in variables if f"{v}_std" in variables))
+
     def parcels(self) -> np.ndarray:
         """Parcel ids (object array of str) in store order; empty before the first append."""
         latest = self._latest(_PARCELS)

@@ -18,7 +18,7 @@ __all__ = ["DEFAULT_MIN_VALID_FRACTION", "INDEX_NAMES", "to_table", "write_table
 log = logging.getLogger(__name__)
 
 #: Indices of the series, in the column order of the long table.
-INDEX_NAMES = ("ndvi", "ndmi", "ndwi", "bsi")
+INDEX_NAMES = ("ndvi", "ndmi", "ndwi", "bsi", "ndti")
 
 #: An observation is valid when at least half of the parcel's pixels are clear. Below that, the
 #: mean rests on a minority of pixels, usually the ones next to a cloud or its shadow that SCL

@@ -112,6 +112,15 @@ INDICES: dict[str, SpectralIndex] = {
         _bsi,
         (("B11", "B04"), ("B8A", "B02")),
     ),
+    "ndti": SpectralIndex(
+        "ndti",
+        ("B11", "B12"),
+        "(B11 - B12) / (B11 + B12)",
+        "Normalized difference tillage index (Van Deventer et al. 1997): dry vegetation, litter and crop "
+        "residue (high) against bare soil (low); tells a sward scorched brown from a ploughed field.",
+        _nd("B11", "B12"),
+        (("B11",), ("B12",)),
+    ),
     "evi": SpectralIndex(
         "evi",
         ("B8A", "B04", "B02"),

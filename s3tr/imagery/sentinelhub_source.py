@@ -393,6 +393,7 @@ function evaluatePixel(s) {{
             "bsi": "((s.B11 + s.B04) - (s.B8A + s.B02)) / ((s.B11 + s.B04) + (s.B8A + s.B02))",
             "evi": "2.5 * (s.B8A - s.B04) / (s.B8A + 6 * s.B04 - 7.5 * s.B02 + 1)",
             "ndre": "(s.B8A - s.B05) / (s.B8A + s.B05)",
+            "ndti": "(s.B11 - s.B12) / (s.B11 + s.B12)",
         }
         missing = [n for n in indices if n not in exprs]
         if missing:

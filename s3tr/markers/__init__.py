@@ -61,7 +61,7 @@ logger = logging.getLogger(__name__)
 #: Version of the marker algorithms and their default parameters, recorded with every decision. A nightly run
 #: re-decides every parcel when it changes, so it must change with anything a marker returns:
 #: tests/markers/test_version.py fails when the default parameters change and it does not.
-MARKER_VERSION = "markers-0.4.0"
+MARKER_VERSION = "markers-0.5.0"
 
 
 def default_parameters() -> dict[str, object]:

@@ -12,6 +12,15 @@ camera meadows, which nobody ploughed, 4 of the 9 plot-years with a persistent s
 confidence (0.8 and above) were such February-April runs. A persistent run with no clear observation of
 NDVI >= ``collapse_from`` in the ``cover_days`` before it is therefore kept at the confidence of a single
 doubtful date (at most 0.6): shown, never proof.
+
+Nor is every loss of green cover a ploughing. In the droughts of July 2022 and 2024, five Slovak meadows cut
+in early summer stayed brown for two to six weeks (NDVI 0.11-0.25, BSI +0.1 to +0.2) and then grew back. Dry
+grass, litter and stubble are cellulose, which absorbs near 2.1 um (B12) and not near 1.6 um (B11), so the
+tillage index NDTI = (B11 - B12) / (B11 + B12) reads them high and bare soil low. The median NDTI of every
+soil-like run on the Slovak meadows, summer and winter, lies between 0.110 and 0.204; the NDTI of the bare
+spring months of the Flemish arable points (WorldCereal) is below 0.1 for 11 of 12 (docs/decisions.md).
+A persistent run whose median NDTI is above ``max_ndti`` is therefore dry vegetation, not soil: doubtful
+too, never proof. Without B11 and B12 (nor an ``ndti`` column) the test stands aside.
 """
 
 from __future__ import annotations
@@ -52,6 +61,10 @@ class BareSoilParams:
         A persistent run counts as a ploughing only when a clear observation with NDVI >= ``collapse_from``
         lies within this many days before it (a green cover was lost); otherwise its confidence is that of
         a single soil-like date (see the module notes). ``None``: no such requirement (before markers-0.4.0).
+    max_ndti
+        A persistent run whose median tillage index (NDTI, from B11 and B12) is above this is dry vegetation
+        (a scorched sward, litter, stubble), not ploughed soil: its confidence is that of a single soil-like
+        date. ``None``, or no NDTI in the table: no such test (before markers-0.5.0).
     """
 
     season: tuple[str, str] = ("01-01", "12-31")
@@ -61,6 +74,7 @@ class BareSoilParams:
     collapse_from: float = 0.5
     min_valid: int = 4
     cover_days: int | None = 60
+    max_ndti: float | None = 0.10
 
 
 @dataclass
@@ -83,6 +97,22 @@ def _bsi(s: ParcelSeries) -> np.ndarray | None:
     return None
 
 
+def _ndti(s: ParcelSeries) -> np.ndarray | None:
+    if "ndti" in s.values and np.isfinite(s.values["ndti"]).any():
+        return s.values["ndti"]
+    if "B11" in s.values and "B12" in s.values:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (s.values["B11"] - s.values["B12"]) / (s.values["B11"] + s.values["B12"])
+    return None
+
+
+def _dry_vegetation(ndti: np.ndarray | None, p: BareSoilParams) -> bool:
+    """Whether a run's soil-like observations read as dry vegetation rather than soil (unknown: False)."""
+    if ndti is None or p.max_ndti is None or not np.isfinite(ndti).any():
+        return False
+    return bool(np.nanmedian(ndti) > p.max_ndti)
+
+
 def _series_events(s: ParcelSeries, p: BareSoilParams) -> tuple[list[tuple], str, int]:
     keep = s.valid & np.isfinite(s.values.get("ndvi", np.full(s.dates.size, np.nan)))
     if not keep.any():
@@ -93,6 +123,8 @@ def _series_events(s: ParcelSeries, p: BareSoilParams) -> tuple[list[tuple], str
     ndvi = s.values["ndvi"][keep]
     bsi_all = _bsi(s)
     bsi = bsi_all[keep] if bsi_all is not None else None
+    ndti_all = _ndti(s)
+    ndti = ndti_all[keep] if ndti_all is not None else None
     per_season = [window_quality(d, lo, hi)[0] for lo, hi in windows]
     soil = ndvi <= p.max_ndvi
     if bsi is not None:
@@ -114,10 +146,12 @@ def _series_events(s: ParcelSeries, p: BareSoilParams) -> tuple[list[tuple], str
         lost_cover = p.cover_days is None or bool(
             ((ndvi[:i] >= p.collapse_from) & (d[:i] >= d[i] - np.timedelta64(p.cover_days, "D"))).any()
         )
-        if run >= p.min_obs and lost_cover:
+        dry = _dry_vegetation(ndti[i : j + 1] if ndti is not None else None, p)
+        if run >= p.min_obs and lost_cover and not dry:
             conf = 0.6 + 0.25 * min(run - p.min_obs, 2) / 2 + 0.15 * margin
         elif run >= p.min_obs:
-            # Soil-like since the winter (snow, a dormant sward), not a lost green cover: doubtful.
+            # Soil-like since the winter (snow, a dormant sward), not a lost green cover, or a sward
+            # scorched brown rather than soil: doubtful.
             conf = 0.4 + 0.2 * margin
         elif i > 0 and ndvi[i - 1] >= p.collapse_from and (j + 1 >= n or ndvi[j + 1] < p.collapse_from - 0.1):
             conf = 0.4 + 0.2 * margin

@@ -3,7 +3,7 @@
 The long table has one row per (parcel, acquisition date)::
 
     parcel_id, date (YYYY-MM-DD), valid (0/1, default 1),
-    any of ndvi evi ndmi ndwi bsi            (indices, unitless, -1..1)
+    any of ndvi evi ndmi ndwi bsi ndti       (indices, unitless, -1..1)
     any of B02 B03 B04 B05 B06 B07 B08 B8A B11 B12   (surface reflectance, 0..1)
     any of vv vh coherence                   (Sentinel-1: backscatter as given, coherence 0..1)
     any of <index>_std                        (within-parcel standard deviation of an index)
@@ -47,7 +47,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-INDICES = ("ndvi", "evi", "ndmi", "ndwi", "bsi")
+INDICES = ("ndvi", "evi", "ndmi", "ndwi", "bsi", "ndti")
 BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 #: A band whose median exceeds this is in digital numbers (reflectance x 10,000), not reflectance.
 DN_MEDIAN_ABOVE = 2.0

@@ -12,7 +12,7 @@ from s3tr.errors import ConfigError
 
 __all__ = ["RunConfig", "TrainingConfig", "load_run_config", "load_training_config"]
 
-DEFAULT_INDICES = ("ndvi", "ndmi", "ndwi", "bsi")
+DEFAULT_INDICES = ("ndvi", "ndmi", "ndwi", "bsi", "ndti")
 
 
 class RunConfig(BaseModel):

@@ -260,6 +260,28 @@ def _index_tile(
     return _Tile(tile, members, grid, raster, cached)
 
 
+def _store_indices(
+    store: SeriesStore, configured: tuple[str, ...], rlog: logging.LoggerAdapter
+) -> tuple[str, ...]:
+    """The indices to extract into ``store``: the configured ones, or those it already holds.
+
+    A store holds one set of variables for the season. One begun before an index was added to the
+    configuration (``ndti`` in markers-0.5.0) goes on with its own set rather than fail every append;
+    the new index starts with the next season's store.
+    """
+    held = store.indices()
+    if not held or set(held) == {i.lower() for i in configured}:
+        return configured
+    rlog.warning(
+        "%s holds the indices %s, not the configured %s: this season goes on with the ones it holds "
+        "(a new season's store takes the configured ones)",
+        store.path,
+        ", ".join(held),
+        ", ".join(configured),
+    )
+    return held
+
+
 def _extract(
     client: Any,
     todo: list[Acquisition],
@@ -273,6 +295,8 @@ def _extract(
     """Send every item to the cluster; append each returned slot to its store, then record it done."""
     from distributed import as_completed
 
+    stores = {tile: SeriesStore(result.workdir / "series" / f"{tile}.zarr") for tile in tiles}
+    indices = {tile: _store_indices(store, tuple(config.indices), rlog) for tile, store in stores.items()}
     specs = [
         TaskSpec(
             seq=n,
@@ -280,7 +304,7 @@ def _extract(
             catalog=str(config.catalog),
             raster_path=str(tiles[acq.tile].raster_path),
             grid=tiles[acq.tile].grid,
-            indices=tuple(config.indices),
+            indices=indices[acq.tile],
             invalid_scl=tuple(config.invalid_scl),
             cloud_dilation_px=config.cloud_dilation_px,
         )
@@ -293,7 +317,6 @@ def _extract(
         ): spec
         for spec in specs
     }
-    stores = {tile: SeriesStore(result.workdir / "series" / f"{tile}.zarr") for tile in tiles}
     for done, future in enumerate(as_completed(futures), start=1):
         spec = futures[future]
         acq = spec.acquisition

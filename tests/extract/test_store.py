@@ -85,6 +85,13 @@ def test_clear_dates_follow_the_long_table_rule(tmp_path: Path) -> None:
     assert store.clear_dates(["unknown"]) == {}
 
 
+def test_indices_held(tmp_path: Path) -> None:
+    store = SeriesStore(tmp_path / "s.zarr")
+    assert store.indices() == ()
+    store.append(acquisition(["a"], "2024-05-01", 1))
+    assert store.indices() == tuple(sorted(NAMES))  # count and valid_fraction are no index
+
+
 def test_bad_appends(tmp_path: Path) -> None:
     store = SeriesStore(tmp_path / "s.zarr")
     store.append(acquisition(["a"], "2024-05-01", 1))

@@ -32,12 +32,13 @@ def real_reflectance(
     (folder / "item.json").write_text(json.dumps(item))
     source = LocalStacSource(folder / "item.json")
     (acq,) = source.list_acquisitions()
-    da, scl = source.read_with_scl(acq, ["B02", "B03", "B04", "B05", "B8A", "B11"])
+    da, scl = source.read_with_scl(acq, ["B02", "B03", "B04", "B05", "B8A", "B11", "B12"])
     return da, scl
 
 
 def test_registry_declares_bands() -> None:
-    assert {"ndvi", "ndmi", "ndwi", "bsi", "evi"} <= set(INDICES)
+    assert {"ndvi", "ndmi", "ndwi", "bsi", "evi", "ndti"} <= set(INDICES)
+    assert INDICES["ndti"].bands == ("B11", "B12")
     assert INDICES["ndvi"].bands == ("B8A", "B04")
     assert INDICES["ndmi"].bands == ("B8A", "B11")
     assert INDICES["ndwi"].bands == ("B03", "B8A")
@@ -49,7 +50,9 @@ def test_registry_declares_bands() -> None:
 
 def test_indices_match_formulas_on_real_reflectance(real_reflectance) -> None:
     da, _ = real_reflectance
-    b = {k: da.sel(band=k).values.astype(np.float64) for k in ("B02", "B03", "B04", "B05", "B8A", "B11")}
+    b = {
+        k: da.sel(band=k).values.astype(np.float64) for k in ("B02", "B03", "B04", "B05", "B8A", "B11", "B12")
+    }
     expected = {
         "ndvi": (b["B8A"] - b["B04"]) / (b["B8A"] + b["B04"]),
         "ndmi": (b["B8A"] - b["B11"]) / (b["B8A"] + b["B11"]),
@@ -58,6 +61,7 @@ def test_indices_match_formulas_on_real_reflectance(real_reflectance) -> None:
         / ((b["B11"] + b["B04"]) + (b["B8A"] + b["B02"])),
         "evi": 2.5 * (b["B8A"] - b["B04"]) / (b["B8A"] + 6 * b["B04"] - 7.5 * b["B02"] + 1),
         "ndre": (b["B8A"] - b["B05"]) / (b["B8A"] + b["B05"]),
+        "ndti": (b["B11"] - b["B12"]) / (b["B11"] + b["B12"]),
     }
     out = compute_indices(da, list(expected))
     assert out.dims == ("index", "y", "x") and out.dtype == np.float32

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from s3tr.markers.activity import ActivityParams, detect_activity
-from s3tr.markers.bare_soil import bare_soil_marker, detect_bare_soil
+from s3tr.markers.bare_soil import BareSoilParams, bare_soil_marker, detect_bare_soil
 from s3tr.markers.mowing import MowingParams, mowing_marker
 from s3tr.markers.table import normalize_timeseries
 
@@ -97,6 +97,32 @@ def test_a_sward_soil_like_since_the_winter_is_no_ploughing():
     best = detect_bare_soil(t).groupby("parcel_id")["confidence"].max()
     assert best["ploughed"] >= 0.8  # the rule sets' red
     assert 0.4 <= best["dormant"] <= 0.6  # shown, but never the proof of a red
+
+
+def _brown_after_cut(pid: str, *, b11: float, b12: float, as_index: bool = False) -> pd.DataFrame:
+    """A green sward that turns soil-like for 30 days in July, with the given SWIR over the brown spell."""
+    t = _ploughed(pid, soil_dates=4)
+    green = t["ndvi"] > 0.5
+    t["B11"], t["B12"] = np.where(green, 0.2, b11), np.where(green, 0.1, b12)
+    if as_index:
+        t["ndti"] = (t["B11"] - t["B12"]) / (t["B11"] + t["B12"])
+        t = t.drop(columns=["B11", "B12"])
+    return t
+
+
+def test_a_sward_scorched_brown_is_no_ploughing():
+    """Dry grass absorbs B12 (cellulose, 2.1 um): a high tillage index marks vegetation, not soil."""
+    frames = [
+        _brown_after_cut("scorched", b11=0.40, b12=0.29),  # NDTI 0.16, as the Slovak droughts of 2022
+        _brown_after_cut("ploughed", b11=0.30, b12=0.26),  # NDTI 0.07, bare soil
+        _brown_after_cut("scorched_index", b11=0.40, b12=0.29, as_index=True),  # an ndti column instead
+        _ploughed("no_swir", soil_dates=4),  # no B11/B12 nor ndti: the test stands aside
+    ]
+    best = detect_bare_soil(normalize_timeseries(pd.concat(frames))).groupby("parcel_id")["confidence"].max()
+    assert best["ploughed"] >= 0.8 and best["no_swir"] >= 0.8  # the rule sets' red
+    assert 0.4 <= best["scorched"] <= 0.6 and 0.4 <= best["scorched_index"] <= 0.6  # shown, never proof
+    off = detect_bare_soil(normalize_timeseries(frames[0]), params=BareSoilParams(max_ndti=None))
+    assert off["confidence"].max() >= 0.8  # the test is what made the difference
 
 
 def test_bare_soil_bsi_vetoes_dark_vegetation():

@@ -18,6 +18,8 @@ RECORDED = {
     "markers-0.3.0": "42f1df3f010c00c6",
     # Bare soil: a soil-like run with no green cover before it (snow, a dormant sward) is no ploughing.
     "markers-0.4.0": "a8cfdd9dd74c9f9c",
+    # Bare soil: a soil-like run that reads as dry vegetation (NDTI above max_ndti) is no ploughing.
+    "markers-0.5.0": "9bbefb7839809500",
 }
 
 
