@@ -145,6 +145,13 @@ Data: ``../shared/data`` or ``$S3TR_REALDATA``.
   probability? Camera (out of fold) 0.52 / 0.58 / 0.76 / 0.93 / 0.86 / 0.97 for 0.5 / 0.6 / 0.7 / 0.8 / 0.9
   / 0.95 and up; survey 0.38 / 0.42 / 0.90 / 0.92 / 0.95 / 0.97. Close to calibrated from 0.7 on; a cut
   at 0.6-0.7 is about a coin toss, which a red must not rest on.
+- Decisions on real meadows (``--only decisions``, a few seconds): the whole chain, the markers and then the
+  rule set's decisions, on the Slovak plot-years declared as permanent grassland (their dates moved to the
+  rule set's campaign), by what was recorded (mown, grazed only, neither; the survey plots record no
+  grazing). Measured (2026-11-30, fr-2025.6, markers-0.5.0), green / orange / red: min_activity, camera mown
+  289 / 67 / 0, grazed 5 / 16 / 0, neither 3 / 19 / 0 (3 wrong greens: a confident false cut in June, two
+  October falls); survey mown 161 / 40 / 0, neither 7 / 30 / 0. grassland_not_ploughed, nobody ploughed:
+  camera 340 / 59 / 0, survey 223 / 15 / 0 (5 wrong reds on the camera meadows before markers-0.5.0).
 - Crop, UCR Crop (7,200 series, 24 classes): stratified k-fold CV of the classifier that
   ``s3tr markers crop train`` uses (``--classifier stack``, the default: trees + random-convolution ridge +
   Gaussian-kernel ridge heads, logistic stack; about 16 minutes on 2 cores) or of the calibrated trees
@@ -183,7 +190,8 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from s3tr.decide.rules import load_ruleset  # noqa: E402
+from s3tr.decide import decide, load_ruleset  # noqa: E402
+from s3tr.markers import compute_evidence  # noqa: E402
 from s3tr.markers.bare_soil import BareSoilParams, detect_bare_soil  # noqa: E402
 from s3tr.markers.crop import CropFeatureConfig, classifier_for, train_crop_model  # noqa: E402
 from s3tr.markers.datasets import load_gmi_mowing, load_slovak_mowing, load_tempcnn, load_ucr_crop  # noqa: E402
@@ -417,6 +425,52 @@ def fallow_false_cuts(root: Path) -> None:
     _false_cuts(cv["events"], ds.truth, "camera meadows (out of fold)", levels)
     sv = load_gmi_mowing(root / "grassland_mowing")
     _false_cuts(mowing_marker(sv.table).events, sv.truth, "survey meadows (never fitted on)", levels)
+
+
+def _as_campaign(table: pd.DataFrame, year: int) -> pd.DataFrame:
+    """Each plot-year's dates moved to ``year`` (same month and day; 29 February dropped)."""
+    d = pd.to_datetime(table["date"])
+    keep = ~((d.dt.month == 2) & (d.dt.day == 29))
+    out = table[keep].copy()
+    out["date"] = pd.to_datetime({"year": year, "month": d[keep].dt.month, "day": d[keep].dt.day})
+    return out
+
+
+def decisions_on_meadows(root: Path) -> None:
+    """Markers then the rule set's decisions on real meadows, declared as permanent grassland."""
+    rs = load_ruleset(2025)
+    print(
+        f"== Decisions on real meadows: Slovak plot-years declared as permanent grassland (PPH), rule set "
+        f"{rs.version},\n   dates moved to its campaign; flags green / orange / red by what the cameras or "
+        "the survey recorded"
+    )
+    for name, ds in (
+        ("camera", load_slovak_mowing(root / "grassland_mowing")),
+        ("survey", load_gmi_mowing(root / "grassland_mowing")),
+    ):
+        table = _as_campaign(ds.table, rs.campaign)
+        ids = table["parcel_id"].unique()
+        parcels = pd.DataFrame(
+            {"id_parcel": ids, "code_cultu": "PPH", "code_group": 18, "surf_parc": 1.0, "pacage": "-"}
+            | {"campaign": rs.campaign, "department": "-", "n_pixels": 50, "monitorable": True}
+        )
+        season = (rs.activity_window.start.isoformat(), rs.activity_window.end.isoformat())
+        flags = decide(parcels, compute_evidence(table, parcels, season=season), rs)
+        mown, grazed = set(ds.truth["parcel_id"]), set(ds.grazing["parcel_id"])
+        truth = np.where(
+            flags["id_parcel"].isin(mown),
+            "mown",
+            np.where(flags["id_parcel"].isin(grazed), "grazed", "neither"),
+        )
+        for control in ("min_activity", "grassland_not_ploughed"):
+            for kind in ("mown", "grazed", "neither"):
+                sel = (flags["control"] == control).to_numpy() & (truth == kind)
+                if sel.any():
+                    n = flags.loc[sel, "flag"].value_counts()
+                    print(
+                        f"   {name:6s} {control:22s} {kind:7s} {int(sel.sum()):3d}: "
+                        + " / ".join(str(int(n.get(f, 0))) for f in ("green", "orange", "red"))
+                    )
 
 
 def mowing_survey(root: Path) -> None:
@@ -668,7 +722,7 @@ def main() -> None:
     )
     ap.add_argument(
         "--only",
-        choices=("mowing", "bare_soil", "fallow", "ucr", "rare", "declarations", "tempcnn"),
+        choices=("mowing", "bare_soil", "fallow", "decisions", "ucr", "rare", "declarations", "tempcnn"),
         help="run one part",
     )
     ap.add_argument(
@@ -690,6 +744,8 @@ def main() -> None:
         bare_soil_on_meadows(root)
     if args.only in (None, "mowing", "fallow"):
         fallow_false_cuts(root)
+    if args.only in (None, "decisions"):
+        decisions_on_meadows(root)
     if args.only in (None, "ucr"):
         crop_ucr(root, quick=args.quick, classifier=args.classifier)
     if args.only in (None, "rare"):
