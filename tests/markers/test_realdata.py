@@ -199,4 +199,36 @@ def test_unploughed_meadows_never_look_ploughed(realdata, slovak):
     assert not (survey["confidence"] >= 0.8).any()  # measured 0 of 238 (1 before)
 
 
+def test_the_rule_set_on_real_meadows(slovak):
+    """Markers and rule set together on the Slovak camera meadows declared as permanent grassland (PPH)."""
+    from s3tr.decide import decide, load_ruleset
+    from s3tr.markers import compute_evidence
+
+    ds, pids, truth = slovak
+    rs = load_ruleset(2025)
+    # Each plot-year's dates moved to the rule set's campaign (its windows are dated).
+    d = pd.to_datetime(ds.table["date"])
+    keep = ~((d.dt.month == 2) & (d.dt.day == 29))
+    table = ds.table[keep].assign(
+        date=pd.to_datetime({"year": rs.campaign, "month": d.dt.month, "day": d.dt.day})
+    )
+    parcels = pd.DataFrame(
+        {"id_parcel": pids, "code_cultu": "PPH", "code_group": 18, "surf_parc": 1.0, "pacage": "-"}
+        | {"campaign": rs.campaign, "department": "-", "n_pixels": 50, "monitorable": True}
+    )
+    window = (rs.activity_window.start.isoformat(), rs.activity_window.end.isoformat())
+    flags = decide(parcels, compute_evidence(table, parcels, season=window), rs).set_index("id_parcel")
+    activity = flags[flags["control"] == "min_activity"]["flag"]
+    ploughed = flags[flags["control"] == "grassland_not_ploughed"]["flag"]
+    # Nobody ploughed them (5 wrong reds before markers-0.5.0) and a red for activity needs a proof of
+    # absence that optical series cannot give.
+    assert (ploughed != "red").all() and (activity != "red").all()
+    mown = sorted(set(truth["parcel_id"]))
+    idle = sorted(set(pids) - set(mown) - set(ds.grazing["parcel_id"]))
+    # Measured (fr-2025.6): 289 of 356 mown plot-years green; 3 of the 22 neither mown nor grazed green.
+    assert (activity[mown] == "green").mean() >= 0.78
+    assert (activity[idle] == "green").sum() <= 4
+    assert (ploughed[mown] == "green").mean() >= 0.83  # measured 307 of 356
+
+
 INDICES_FLOOR = 0.77  # measured 0.799 (3 folds, coarse grid)
