@@ -221,6 +221,7 @@ def case_detail(
                     ndmi=_num(rec.get("ndmi")),
                     ndwi=_num(rec.get("ndwi")),
                     bsi=_num(rec.get("bsi")),
+                    ndti=_num(rec.get("ndti")),
                     valid_fraction=_num(rec.get("valid_fraction")),
                 )
             )

@@ -82,6 +82,7 @@ FIELD_DOCS: dict[str, str] = {
     "lon": "Longitude, WGS84 degrees (from the photo's EXIF).",
     "name": "Name of the check.",
     "ndmi": "Mean moisture index (NDMI) of the parcel.",
+    "ndti": "Mean tillage index (NDTI) of the parcel: dry vegetation and litter high, bare soil low.",
     "ndvi": "Mean NDVI of the parcel's clear pixels.",
     "ndvi_std": "Standard deviation of NDVI within the parcel.",
     "ndwi": "Mean water index (NDWI) of the parcel.",
@@ -381,6 +382,7 @@ class SeriesPoint(_Out):
     ndmi: float | None = None
     ndwi: float | None = None
     bsi: float | None = None
+    ndti: float | None = None
     valid_fraction: float | None = None
 
 

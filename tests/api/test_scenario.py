@@ -26,6 +26,8 @@ def test_photo_request_upload_and_decision(any_env: Env) -> None:
     body = detail.json()
     assert body["flag"] == "orange" and body["state"] == "open"
     assert len(body["series"]) > 10 and any(p["valid"] and p["ndvi"] is not None for p in body["series"])
+    # the tillage index the bare-soil marker reads (dry vegetation against soil) comes with the others
+    assert any(p["valid"] and p["ndti"] is not None for p in body["series"])
     assert body["decisions"] and body["decisions"][-1]["is_current"]
     assert detail.headers["ETag"] == f'"{body["version"]}"'
 

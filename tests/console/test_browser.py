@@ -175,6 +175,10 @@ def test_case_page_chart_chips_photo_request_and_decision(page: Any, site: Site,
     pg.get_by_label("NDMI (humidité)").check()
     n_ndmi = sum(1 for p in series if p["valid"] and p["ndmi"] is not None)
     expect(pg.locator("svg.chart g.points-ndmi circle.obs.valid")).to_have_count(n_ndmi)
+    pg.get_by_label("NDTI (végétation sèche)").check()
+    n_ndti = sum(1 for p in series if p["valid"] and p["ndti"] is not None)
+    assert n_ndti > 0
+    expect(pg.locator("svg.chart g.points-ndti circle.obs.valid")).to_have_count(n_ndti)
     window = next((c["window"] for c in index["cases"] if c["case_id"] == case.case_id), None)
     assert pg.locator("svg.chart rect.control-window").count() == (1 if window else 0)
 

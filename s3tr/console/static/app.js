@@ -42,6 +42,7 @@
     ["ndmi", "NDMI (humidité)", "#0b5cad"],
     ["ndwi", "NDWI (eau)", "#6a3d9a"],
     ["bsi", "BSI (sol nu)", "#8a4b00"],
+    ["ndti", "NDTI (végétation sèche)", "#b08d00"],
   ];
   const EVENTS = {
     mowing: "fauche",
@@ -631,11 +632,11 @@
     const series = state.caseData.series || [];
     const table = el("table", { class: "series" },
       el("caption", { class: "sr-only", text: "Observations de la série temporelle" }),
-      el("thead", {}, el("tr", {}, ...["Date", "Valide", "NDVI", "NDMI", "NDWI", "BSI", "Part claire"].map((h) => el("th", { scope: "col", text: h })))),
+      el("thead", {}, el("tr", {}, ...["Date", "Valide", "NDVI", "NDMI", "NDWI", "BSI", "NDTI", "Part claire"].map((h) => el("th", { scope: "col", text: h })))),
       el("tbody", {}, ...series.map((p) => el("tr", {},
         el("td", { text: fmtDate(p.date) }),
         el("td", { text: p.valid ? "oui" : "non" }),
-        ...["ndvi", "ndmi", "ndwi", "bsi", "valid_fraction"].map((k) => el("td", { class: "num", text: p[k] === null ? "—" : p[k].toFixed(3) })),
+        ...["ndvi", "ndmi", "ndwi", "bsi", "ndti", "valid_fraction"].map((k) => el("td", { class: "num", text: p[k] == null ? "—" : p[k].toFixed(3) })),
       ))),
     );
     $("#series-table").replaceChildren(table);
