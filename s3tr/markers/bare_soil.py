@@ -106,17 +106,21 @@ def _ndti(s: ParcelSeries) -> np.ndarray | None:
     return None
 
 
-def _dry_vegetation(ndti: np.ndarray | None, p: BareSoilParams) -> bool:
-    """Whether a run's soil-like observations read as dry vegetation rather than soil (unknown: False)."""
-    if ndti is None or p.max_ndti is None or not np.isfinite(ndti).any():
+def _dry_vegetation(ndti: np.ndarray | None, p: BareSoilParams) -> bool | None:
+    """Whether a run's soil-like observations read as dry vegetation rather than soil (None: unknown)."""
+    if p.max_ndti is None:
         return False
+    if ndti is None or not np.isfinite(ndti).any():
+        return None
     return bool(np.nanmedian(ndti) > p.max_ndti)
 
 
-def _series_events(s: ParcelSeries, p: BareSoilParams) -> tuple[list[tuple], str, int]:
+def _series_events(s: ParcelSeries, p: BareSoilParams) -> tuple[list[tuple], str, int, bool]:
+    """Events, status, clear observations in the season(s), and whether a ploughing-level run could not
+    be checked for dry vegetation (no NDTI)."""
     keep = s.valid & np.isfinite(s.values.get("ndvi", np.full(s.dates.size, np.nan)))
     if not keep.any():
-        return [], "no_valid_data", 0
+        return [], "no_valid_data", 0, False
     # A table may hold several years of a parcel: each year's season is monitored (season_windows).
     windows = season_windows(p.season, s.dates)
     d = s.dates[keep]
@@ -131,6 +135,7 @@ def _series_events(s: ParcelSeries, p: BareSoilParams) -> tuple[list[tuple], str
         # Where BSI is known it must agree; where it is NaN, NDVI alone decides.
         soil &= ~(np.isfinite(bsi) & (bsi < p.min_bsi))
     events = []
+    unchecked = False
     i = 0
     n = soil.size
     while i < n:
@@ -157,23 +162,35 @@ def _series_events(s: ParcelSeries, p: BareSoilParams) -> tuple[list[tuple], str
             conf = 0.4 + 0.2 * margin
         if conf > 0 and any(d[j] >= lo and d[i] <= hi for lo, hi in windows):
             events.append((d[i], d[j], min(conf, 1.0)))
+            unchecked |= dry is None and conf > 0.6
         i = j + 1
     status = "ok" if min(per_season) >= p.min_valid else "not_enough_data"
-    return events, status, sum(per_season)
+    return events, status, sum(per_season), unchecked
 
 
 def bare_soil_marker(table: pd.DataFrame, *, params: BareSoilParams = BareSoilParams()) -> BareSoilResult:
     """Bare-soil events and per-parcel status for every parcel of a normalised table."""
-    events, status = [], []
+    events, status, unchecked = [], [], []
     for s in iter_series(table):
         try:
-            evs, st, n_valid = _series_events(s, params)
+            evs, st, n_valid, blind = _series_events(s, params)
         except Exception:  # one bad parcel never stops the batch
             logger.exception("bare soil: parcel %s failed", s.parcel_id)
             status.append((s.parcel_id, "error", 0))
             continue
         events.extend((s.parcel_id, a, b, c) for a, b, c in evs)
         status.append((s.parcel_id, st, n_valid))
+        if blind:
+            unchecked.append(s.parcel_id)
+    if unchecked:
+        # Without B11/B12 a sward scorched brown in a drought looks like ploughed soil: say so, since the
+        # ploughings found then rest on NDVI and BSI alone.
+        logger.warning(
+            "bare soil: %d parcel(s) with a ploughing-level run could not be checked for dry vegetation "
+            "(no ndti column, nor B11 and B12; extract ndti with the other indices), e.g. %s",
+            len(unchecked),
+            ", ".join(map(str, unchecked[:5])),
+        )
     ev = pd.DataFrame(events, columns=["parcel_id", "start", "end", "confidence"])
     for c in ("start", "end"):
         ev[c] = pd.to_datetime(ev[c]).astype("datetime64[ns]")

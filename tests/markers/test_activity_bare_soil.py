@@ -125,6 +125,17 @@ def test_a_sward_scorched_brown_is_no_ploughing():
     assert off["confidence"].max() >= 0.8  # the test is what made the difference
 
 
+def test_a_ploughing_unchecked_for_dry_vegetation_is_reported(caplog):
+    """Without NDTI (nor B11/B12) a ploughing-level run rests on NDVI and BSI alone: the log says so."""
+    with caplog.at_level("WARNING", logger="s3tr.markers.bare_soil"):
+        detect_bare_soil(normalize_timeseries(_brown_after_cut("checked", b11=0.30, b12=0.26)))
+    assert "dry vegetation" not in caplog.text
+    with caplog.at_level("WARNING", logger="s3tr.markers.bare_soil"):
+        detect_bare_soil(normalize_timeseries(_ploughed("no_swir", soil_dates=4)))
+    assert "1 parcel(s) with a ploughing-level run could not be checked for dry vegetation" in caplog.text
+    assert "no_swir" in caplog.text
+
+
 def test_bare_soil_bsi_vetoes_dark_vegetation():
     t = _ploughed("water", soil_dates=3)
     t.loc[12:14, "bsi"] = -0.3  # low NDVI but not soil-like BSI (water, shadow)
