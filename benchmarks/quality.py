@@ -104,6 +104,11 @@ Data: ``../shared/data`` or ``$S3TR_REALDATA``.
   0.843 (half the rows dropped: 0.698 / 0.755 against 0.709 / 0.750). Both stretch goals on the mean of
   four seeds, but the sum of the two is the same (1.660 against 1.659) and the difference in balanced
   accuracy is one of the 43 never-mowed plot-years per seed: a choice on noise, so not switched.
+  Nor the tillage index (B11 - B12) / (B11 + B12) that now tells scorched swards from soil (2026-11-30;
+  5-fold CV with the bands, seeds 0/1): its change across the fall added to the band scorer gave F1 0.816 /
+  0.815 and balanced accuracy 0.832 / 0.832, with its change to the regrowth also 0.820 / 0.816 and 0.825 /
+  0.841, against 0.818 / 0.819 and 0.848 / 0.838 shipped: a cut exposes dry matter, but so does what
+  else makes NDVI fall.
   Nor does a season model on plot-year features (2026-11-30; candidate scores out of fold by site, three
   seeds averaged, then a logistic model cross-validated by site, five seeds): ROC AUC of "mowed at least
   once" 0.885 for the best candidate's score alone, 0.893 for the noisy-or, 0.871 with the second best
