@@ -1,7 +1,7 @@
 """Benchmark of the nightly extraction on Dask: a synthetic full tile, 1 and 10 acquisitions, 1 and 2 workers.
 
 Run: ``python benchmarks/nightly.py [--size 5490] [--parcels 100000] [--acquisitions 1,10]
-[--workers 1,2] [--markers-parcels 10000] [--keep DIR]``.
+[--workers 1,2] [--markers-parcels 10000] [--keep DIR] [--peer-indices ndvi,ndmi,ndwi,bsi]``.
 
 What is measured, on the code path of ``s3tr nightly`` (``s3tr.nightly.tasks.extract_item`` on a
 ``LocalCluster`` of worker *processes*, the run process appending each slot to the tile's
@@ -9,9 +9,9 @@ What is measured, on the code path of ``s3tr nightly`` (``s3tr.nightly.tasks.ext
 
 * ``index``: ``ParcelRaster.from_parcels`` of the tile's parcels (once per tile and parcel set;
   cached by the nightly run between nights);
-* per tile-acquisition, from each task: ``read`` (COGs through ``LocalStacSource``: the five bands
-  of the four indices and the SCL, 10 m bands averaged to 20 m), ``mask_indices`` (SCL mask with
-  cloud dilation, four indices), ``reduce`` (``statistics_many``), and in the run process
+* per tile-acquisition, from each task: ``read`` (COGs through ``LocalStacSource``: the six bands
+  of the nightly's five indices and the SCL, 10 m bands averaged to 20 m), ``mask_indices`` (SCL
+  mask with cloud dilation, the indices), ``reduce`` (``statistics_many``), and in the run process
   ``write`` (atomic slot append); ``wall`` = elapsed time of the whole batch / acquisitions;
 * peak memory (VmHWM / ru_maxrss) of every worker process after its batch;
 * markers + decisions for ``--markers-parcels`` parcels on the extracted series (the per-parcel
@@ -49,9 +49,10 @@ from s3tr.extract import ParcelRaster
 from s3tr.extract.store import SeriesStore
 from s3tr.imagery.local import LocalStacSource
 from s3tr.nightly.cluster import dask_client
+from s3tr.nightly.config import DEFAULT_INDICES
 from s3tr.nightly.tasks import TaskSpec, extract_item, save_raster
 
-INDICES = ("ndvi", "ndmi", "ndwi", "bsi")
+INDICES = DEFAULT_INDICES
 INVALID_SCL = (0, 1, 3, 8, 9, 10, 11)
 
 
@@ -82,7 +83,13 @@ def make_catalog(folder: Path, item0: Path, n: int) -> Path:
 
 
 def run_batch(
-    acqs: list[Any], raster_path: Path, grid: Any, catalog: Path, store_path: Path, workers: int
+    acqs: list[Any],
+    raster_path: Path,
+    grid: Any,
+    catalog: Path,
+    store_path: Path,
+    workers: int,
+    indices: tuple[str, ...] = INDICES,
 ) -> dict[str, Any]:
     """Extract ``acqs`` on a fresh LocalCluster of ``workers`` processes; time every stage."""
     from distributed import as_completed
@@ -96,7 +103,7 @@ def run_batch(
         client.run(lambda: __import__("s3tr.nightly.tasks"))
         t0 = time.perf_counter()
         specs = [
-            TaskSpec(n, a, str(catalog), str(raster_path), grid, INDICES, INVALID_SCL, 1)
+            TaskSpec(n, a, str(catalog), str(raster_path), grid, indices, INVALID_SCL, 1)
             for n, a in enumerate(acqs, start=1)
         ]
         futures = [client.submit(extract_item, s, pure=False) for s in specs]
@@ -112,6 +119,7 @@ def run_batch(
         peaks = client.run(_worker_peak_gib)
     times = pd.DataFrame(rows)
     return {
+        "indices": ",".join(indices),
         "workers": workers,
         "acquisitions": len(acqs),
         "per_acq_s": {k: round(float(v), 2) for k, v in times.mean().items()},
@@ -171,7 +179,14 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--markers-parcels", type=int, default=10_000)
     ap.add_argument("--keep", type=Path, default=None, help="keep the synthetic data in this folder")
+    ap.add_argument(
+        "--peer-indices",
+        default=None,
+        help="also extract these indices (comma-separated) in each configuration, alternately with the "
+        "nightly's, and print the cost ratio (e.g. ndvi,ndmi,ndwi,bsi: what ndti adds)",
+    )
     args = ap.parse_args()
+    peer = tuple(args.peer_indices.split(",")) if args.peer_indices else None
     n_acqs = [int(x) for x in args.acquisitions.split(",")]
     n_workers = [int(x) for x in args.workers.split(",")]
     print(f"load average: {os.getloadavg()}; cpus: {os.cpu_count()}")
@@ -216,6 +231,17 @@ def main() -> None:
                 r = run_batch(acqs[:n], raster_path, grid, catalog, root / "store.zarr", w)
                 results["runs"].append(r)
                 print(json.dumps(r))
+                if peer:
+                    q = run_batch(acqs[:n], raster_path, grid, catalog, root / "peer.zarr", w, peer)
+                    results["runs"].append(q)
+                    print(json.dumps(q))
+                    ratio = {
+                        k: round(r["per_acq_s"][k] / q["per_acq_s"][k], 2)
+                        for k in ("read", "mask_indices", "reduce", "write")
+                        if q["per_acq_s"].get(k)
+                    }
+                    ratio["wall"] = round(r["wall_s"] / q["wall_s"], 2)
+                    print(f"nightly's indices / peer's ({','.join(peer)}): {json.dumps(ratio)}")
         if args.markers_parcels:
             results["markers"] = markers_cost(root / "store.zarr", args.markers_parcels)
             print(json.dumps(results["markers"]))
@@ -224,13 +250,15 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
 
     print(
-        "\n| workers | acquisitions | read | mask+indices | reduce | write | wall / acq | worker peak GiB |"
+        "\n| indices | workers | acquisitions | read | mask+indices | reduce | write | wall / acq | "
+        "worker peak GiB |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results["runs"]:
         s = r["per_acq_s"]
         print(
-            f"| {r['workers']} | {r['acquisitions']} | {s.get('read')} | {s.get('mask_indices')} | "
+            f"| {r['indices']} | {r['workers']} | {r['acquisitions']} | {s.get('read')} | "
+            f"{s.get('mask_indices')} | "
             f"{s.get('reduce')} | {s.get('write')} | {r['wall_per_acq_s']} | {max(r['worker_peak_gib'])} |"
         )
     print(json.dumps(results))
