@@ -267,14 +267,14 @@ def _store_indices(
 
     A store holds one set of variables for the season. One begun before an index was added to the
     configuration (``ndti`` in markers-0.5.0) goes on with its own set rather than fail every append;
-    the new index starts with the next season's store.
+    the new index starts with a new store.
     """
     held = store.indices()
     if not held or set(held) == {i.lower() for i in configured}:
         return configured
     rlog.warning(
-        "%s holds the indices %s, not the configured %s: this season goes on with the ones it holds "
-        "(a new season's store takes the configured ones)",
+        "%s holds the indices %s, not the configured %s: it goes on with the ones it holds (a new "
+        "store, such as the next campaign's, takes the configured ones)",
         store.path,
         ", ".join(held),
         ", ".join(configured),
