@@ -8,7 +8,9 @@ department's declarations (``--cases`` parcels spread over ``--communes`` commun
 second version) and one open case per parcel, then times through the real app (FastAPI test client, an
 instructor's token) the first page of the queue (50 cases, with its total) without a filter and with
 ``commune=``, and, as the peer, what the console did before the commune was stored with the declaration:
-read the whole queue by pages of 500 (capped at 5,000 cases) and filter it in the browser. Median of
+read the whole queue by pages of 500 (capped at 5,000 cases) and filter it in the browser; then the first
+page again with the queue's ``(department, priority)`` index dropped for a moment (as before migration
+0006), and once it is back. Median of
 ``--repeat`` requests each. The tables' statistics are refreshed after the load as the syncs do
 (:func:`s3tr.review.database.refresh_statistics`; ``--no-analyze`` shows the queue before autovacuum's pass).
 """
@@ -107,6 +109,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from fastapi.testclient import TestClient
+    from sqlalchemy import text
 
     from s3tr.api import create_app
     from s3tr.review.database import make_engine
@@ -158,6 +161,18 @@ def main() -> None:
                 f"   peer: whole queue by pages of 500 (capped at 5,000), filtered by the client: "
                 f"{old:7.1f} ms ({old / filtered:.1f}x the filtered page; it sees {whole_then_filter()} of "
                 f"the {n} cases)"
+            )
+            # The queue's index (migration 0006), dropped for a moment: the first page as it was before.
+            index = "ix_cases_department_priority"
+            with engine.begin() as conn:
+                conn.execute(text(f"DROP INDEX {index}"))
+            unindexed = timed(lambda: page(), args.repeat)
+            with engine.begin() as conn:
+                conn.execute(text(f"CREATE INDEX {index} ON cases (department, priority)"))
+            again = timed(lambda: page(), args.repeat)
+            print(
+                f"   peer: first page without the (department, priority) index: {unindexed:7.1f} ms "
+                f"({unindexed / again:.1f}x the page with it, {again:.1f} ms once restored)"
             )
         engine.dispose()
     finally:

@@ -180,6 +180,8 @@ class Case(Base):
         Index(None, "campaign", "id_parcel", "control"),
         Index(None, "department", "state"),
         Index(None, "state"),
+        # The instructors' queue: a department's cases, highest priority first (a first page without a sort).
+        Index(None, "department", "priority"),
     )
 
     case_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
