@@ -140,6 +140,26 @@ def _best(events: list[tuple[str, str, Any]]) -> Any:
     return max(known) if known else None
 
 
+def _best_doubt(row: dict[str, Any], prefix: str) -> str | None:
+    """The ``<prefix>_doubts`` entry of the most confident event (None when the evidence has none)."""
+    events = _events(row, prefix)
+    text = row.get(f"{prefix}_doubts")
+    if _missing(text) or not events:
+        return None
+    doubts = str(text).split(";")
+    if len(doubts) != len(events):
+        return None
+    known = [(float(c), k) for k, (_, _, c) in enumerate(events) if not _missing(c)]
+    return doubts[max(known)[1]].strip() if known else None
+
+
+#: The orange reason of a grassland bare soil the marker doubts, by its doubt.
+_SOIL_DOUBTS = {
+    "dry_vegetation": Reason.BARE_SOIL_DRY_VEGETATION,
+    "no_green_cover": Reason.BARE_SOIL_NO_LOST_COVER,
+}
+
+
 def _in(dates: list[str], start: date, end: date) -> list[str]:
     lo, hi = start.isoformat(), end.isoformat()
     return [d for d in dates if lo <= d <= hi]
@@ -307,7 +327,10 @@ def _grassland_not_ploughed(row: dict[str, Any], rs: RuleSet, thin: list[Reason]
                 return Flag.ORANGE, [Reason.CONFLICTING_MARKERS, Reason.PLOUGHING_DETECTED], ev
             return Flag.RED, [Reason.PLOUGHING_DETECTED], ev
         if _ge(conf, rs.bare_soil.confidence_orange):
-            return Flag.ORANGE, [Reason.BARE_SOIL_UNCERTAIN], ev
+            # Say why the marker doubts it, when it says (evidence from markers-0.5.0 on).
+            doubt = _best_doubt(row, "bare_soil")
+            reason = _SOIL_DOUBTS.get(doubt or "", Reason.BARE_SOIL_UNCERTAIN)
+            return Flag.ORANGE, [reason], ev
     # no (credible) bare soil: a green that rests on absence, so thin evidence forbids it
     if thin:
         return Flag.ORANGE, thin, ev

@@ -98,6 +98,8 @@ class Reason(StrEnum):
     NO_PLOUGHING_DETECTED = "no_ploughing_detected"
     PLOUGHING_DETECTED = "ploughing_detected"
     BARE_SOIL_UNCERTAIN = "bare_soil_uncertain"
+    BARE_SOIL_DRY_VEGETATION = "bare_soil_dry_vegetation"
+    BARE_SOIL_NO_LOST_COVER = "bare_soil_no_lost_cover"
     # fallow
     FALLOW_UNDISTURBED = "fallow_undisturbed"
     FALLOW_MOWED_IN_PROTECTED_PERIOD = "fallow_mowed_in_protected_period"
@@ -296,6 +298,26 @@ REASONS: dict[Reason, ReasonInfo] = {
         "({bare_soil_confidence}) pour conclure.",
         "Possible bare soil was observed on {bare_soil_dates}, with too low a confidence "
         "({bare_soil_confidence}) to conclude.",
+    ),
+    Reason.BARE_SOIL_DRY_VEGETATION: ReasonInfo(
+        Flag.ORANGE,
+        "Un sol d'apparence nue a été observé le(s) {bare_soil_dates} (confiance {bare_soil_confidence}), "
+        "mais l'indice de travail du sol (NDTI) y lit de la végétation sèche plutôt qu'un sol retourné : "
+        "une prairie grillée par la sécheresse ou de la litière. Une photo ou une visite est nécessaire "
+        "pour conclure.",
+        "Bare-looking soil was observed on {bare_soil_dates} (confidence {bare_soil_confidence}), but "
+        "the tillage index (NDTI) reads dry vegetation there rather than turned soil: a sward scorched "
+        "by drought, or litter. A photo or a visit is needed to conclude.",
+    ),
+    Reason.BARE_SOIL_NO_LOST_COVER: ReasonInfo(
+        Flag.ORANGE,
+        "Un sol d'apparence nue a été observé le(s) {bare_soil_dates} (confiance {bare_soil_confidence}), "
+        "sans couvert vert observé dans les semaines d'avant : c'est l'aspect d'une prairie en dormance "
+        "(après l'hiver, la neige) plutôt que d'un retournement. Une photo ou une visite est nécessaire "
+        "pour conclure.",
+        "Bare-looking soil was observed on {bare_soil_dates} (confidence {bare_soil_confidence}), with no "
+        "green cover observed in the weeks before: the look of a dormant sward (after the winter, the "
+        "snow) rather than of a ploughing. A photo or a visit is needed to conclude.",
     ),
     Reason.FALLOW_UNDISTURBED: ReasonInfo(
         Flag.GREEN,

@@ -8,8 +8,10 @@ stage reads; its column names are a contract (see ``EVIDENCE_COLUMNS``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -88,6 +90,7 @@ EVIDENCE_COLUMNS = [
     "bare_soil_dates",
     "bare_soil_confidence",
     "bare_soil_confidences",
+    "bare_soil_doubts",
     "crop_predicted",
     "crop_probability",
     "crop_second",
@@ -116,10 +119,15 @@ def _joined_dates(events: pd.DataFrame) -> pd.Series:
 
 def _joined_confidences(events: pd.DataFrame) -> pd.Series:
     """Each event's own confidence (3 decimals), ``;``-joined in the order of the dates and intervals."""
+    return _joined_column(events, "confidence", "{:.3f}".format)
+
+
+def _joined_column(events: pd.DataFrame, column: str, fmt: Callable[[Any], str] = str) -> pd.Series:
+    """Each event's ``column`` formatted by ``fmt``, ``;``-joined per parcel in the order of the dates."""
     if events.empty:
         return pd.Series(dtype=object)
     ev = events.sort_values("start")
-    return ev["confidence"].map("{:.3f}".format).groupby(ev["parcel_id"]).agg(";".join)
+    return ev[column].map(fmt).groupby(ev["parcel_id"]).agg(";".join)
 
 
 def _joined_intervals(events: pd.DataFrame) -> pd.Series:
@@ -170,7 +178,9 @@ def compute_evidence(
         own confidence, ``;``-joined in the order of the dates); ``activity`` (bool);
         ``activity_confidence`` (0..1, confidence in the stated answer);
         ``activity_status`` (``ok`` or ``not_enough_data``); ``bare_soil_count``, ``bare_soil_dates``,
-        ``bare_soil_confidence``, ``bare_soil_confidences`` (as for mowing); ``crop_predicted``,
+        ``bare_soil_confidence``, ``bare_soil_confidences`` (as for mowing); ``bare_soil_doubts`` (str,
+        ``;``-joined like the confidences: why each event is no proof of a ploughing, ``no_green_cover``,
+        ``dry_vegetation`` or ``single_date``, empty when it is one); ``crop_predicted``,
         ``crop_second`` (str or None), ``crop_probability``, ``crop_second_probability`` (float or NaN);
         ``homogeneity`` (mean within-parcel NDVI standard deviation, NaN when unknown); ``marker_version``;
         ``model_version`` (None without model).
@@ -215,6 +225,10 @@ def compute_evidence(
         out[f"{prefix}_confidence"] = conf.reindex(out.index).fillna(0.0).astype(float)
         # A decision about one event (a cut in the fallow's protected period) needs that event's confidence.
         out[f"{prefix}_confidences"] = _joined_confidences(ev).reindex(out.index).fillna("").astype(object)
+    # Why each soil-like event is no proof of a ploughing ("" when it is one), for the instructor.
+    out["bare_soil_doubts"] = (
+        _joined_column(soil.events, "doubt").reindex(out.index).fillna("").astype(object)
+    )
     out["activity"] = act["activity"].reindex(out.index).fillna(False).astype(bool)
     out["activity_confidence"] = act["confidence"].reindex(out.index).fillna(0.0).astype(float)
     status = act["status"].reindex(out.index).fillna("not_enough_data")

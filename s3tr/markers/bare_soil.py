@@ -33,9 +33,24 @@ import pandas as pd
 
 from s3tr.markers.table import ParcelSeries, iter_series, season_windows, window_quality
 
-__all__ = ["BareSoilParams", "BareSoilResult", "bare_soil_marker", "detect_bare_soil"]
+__all__ = [
+    "DOUBT_DRY_VEGETATION",
+    "DOUBT_NO_GREEN_COVER",
+    "DOUBT_SINGLE_DATE",
+    "BareSoilParams",
+    "BareSoilResult",
+    "bare_soil_marker",
+    "detect_bare_soil",
+]
 
 logger = logging.getLogger(__name__)
+
+#: Why a soil-like event is no proof of a ploughing (its ``doubt``; "" when it is one): no green cover was
+#: lost before it (a dormant sward, snow), the run reads as dry vegetation (a sward scorched brown), or it is
+#: a single soil-like date.
+DOUBT_NO_GREEN_COVER = "no_green_cover"
+DOUBT_DRY_VEGETATION = "dry_vegetation"
+DOUBT_SINGLE_DATE = "single_date"
 
 
 @dataclass(frozen=True)
@@ -79,7 +94,10 @@ class BareSoilParams:
 
 @dataclass
 class BareSoilResult:
-    """``events``: ``parcel_id, start, end, confidence``; ``status``: ``parcel_id, status, n_valid``."""
+    """``events``: ``parcel_id, start, end, confidence, doubt``; ``status``: ``parcel_id, status, n_valid``.
+
+    ``doubt`` says why an event is no proof of a ploughing (``DOUBT_*``), "" when it is one.
+    """
 
     events: pd.DataFrame
     status: pd.DataFrame
@@ -152,16 +170,19 @@ def _series_events(s: ParcelSeries, p: BareSoilParams) -> tuple[list[tuple], str
             ((ndvi[:i] >= p.collapse_from) & (d[:i] >= d[i] - np.timedelta64(p.cover_days, "D"))).any()
         )
         dry = _dry_vegetation(ndti[i : j + 1] if ndti is not None else None, p)
+        doubt = ""
         if run >= p.min_obs and lost_cover and not dry:
             conf = 0.6 + 0.25 * min(run - p.min_obs, 2) / 2 + 0.15 * margin
         elif run >= p.min_obs:
             # Soil-like since the winter (snow, a dormant sward), not a lost green cover, or a sward
             # scorched brown rather than soil: doubtful.
             conf = 0.4 + 0.2 * margin
+            doubt = DOUBT_DRY_VEGETATION if lost_cover else DOUBT_NO_GREEN_COVER
         elif i > 0 and ndvi[i - 1] >= p.collapse_from and (j + 1 >= n or ndvi[j + 1] < p.collapse_from - 0.1):
             conf = 0.4 + 0.2 * margin
+            doubt = DOUBT_SINGLE_DATE
         if conf > 0 and any(d[j] >= lo and d[i] <= hi for lo, hi in windows):
-            events.append((d[i], d[j], min(conf, 1.0)))
+            events.append((d[i], d[j], min(conf, 1.0), doubt))
             unchecked |= dry is None and conf > 0.6
         i = j + 1
     status = "ok" if min(per_season) >= p.min_valid else "not_enough_data"
@@ -178,7 +199,7 @@ def bare_soil_marker(table: pd.DataFrame, *, params: BareSoilParams = BareSoilPa
             logger.exception("bare soil: parcel %s failed", s.parcel_id)
             status.append((s.parcel_id, "error", 0))
             continue
-        events.extend((s.parcel_id, a, b, c) for a, b, c in evs)
+        events.extend((s.parcel_id, *e) for e in evs)
         status.append((s.parcel_id, st, n_valid))
         if blind:
             unchecked.append(s.parcel_id)
@@ -191,7 +212,7 @@ def bare_soil_marker(table: pd.DataFrame, *, params: BareSoilParams = BareSoilPa
             len(unchecked),
             ", ".join(map(str, unchecked[:5])),
         )
-    ev = pd.DataFrame(events, columns=["parcel_id", "start", "end", "confidence"])
+    ev = pd.DataFrame(events, columns=["parcel_id", "start", "end", "confidence", "doubt"])
     for c in ("start", "end"):
         ev[c] = pd.to_datetime(ev[c]).astype("datetime64[ns]")
     ev["confidence"] = ev["confidence"].astype(float)
@@ -199,5 +220,6 @@ def bare_soil_marker(table: pd.DataFrame, *, params: BareSoilParams = BareSoilPa
 
 
 def detect_bare_soil(table: pd.DataFrame, *, params: BareSoilParams = BareSoilParams()) -> pd.DataFrame:
-    """Bare-soil / ploughing events: ``parcel_id, start, end, confidence`` (dates ``datetime64[ns]``)."""
+    """Bare-soil / ploughing events: ``parcel_id, start, end, confidence, doubt`` (dates ``datetime64[ns]``;
+    ``doubt`` as in :class:`BareSoilResult`)."""
     return bare_soil_marker(table, params=params).events

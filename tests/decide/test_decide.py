@@ -342,6 +342,42 @@ def test_bare_soil_on_permanent_grassland(confidence: float, flag: str) -> None:
         assert "2025-09-15" in row["explanation_fr"]
 
 
+def test_a_doubted_bare_soil_says_why() -> None:
+    """The orange names the marker's doubt about the most confident event (none said: the generic reason)."""
+    two = {"bare_soil_count": 2, "bare_soil_dates": "2025-03-10;2025-07-20", "bare_soil_confidence": 0.55}
+    evs = [
+        evidence(
+            "dry",
+            **two,
+            bare_soil_confidences="0.450;0.550",
+            bare_soil_doubts="no_green_cover;dry_vegetation",
+        ),
+        evidence(
+            "dormant",
+            **two,
+            bare_soil_confidences="0.550;0.450",
+            bare_soil_doubts="no_green_cover;single_date",
+        ),
+        evidence(
+            "single",
+            **two,
+            bare_soil_confidences="0.450;0.550",
+            bare_soil_doubts="no_green_cover;single_date",
+        ),
+        evidence("old", **two),  # evidence written before the doubts
+    ]
+    out = run([parcel(e["parcel_id"], "PPH") for e in evs], evs)
+    got = {e["parcel_id"]: one(out, e["parcel_id"], "grassland_not_ploughed") for e in evs}
+    assert {p: (g["flag"], g["reasons"]) for p, g in got.items()} == {
+        "dry": ("orange", ["bare_soil_dry_vegetation"]),
+        "dormant": ("orange", ["bare_soil_no_lost_cover"]),
+        "single": ("orange", ["bare_soil_uncertain"]),
+        "old": ("orange", ["bare_soil_uncertain"]),
+    }
+    assert "NDTI" in got["dry"]["explanation_fr"] and "2025-07-20" in got["dry"]["explanation_fr"]
+    assert "dormant sward" in got["dormant"]["explanation_en"]
+
+
 def test_ploughing_while_grassland_is_recognised_is_conflicting() -> None:
     ev = evidence(
         "a",

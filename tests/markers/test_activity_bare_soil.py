@@ -123,6 +123,22 @@ def test_a_sward_scorched_brown_is_no_ploughing():
     assert 0.4 <= best["scorched"] <= 0.6 and 0.4 <= best["scorched_index"] <= 0.6  # shown, never proof
     off = detect_bare_soil(normalize_timeseries(frames[0]), params=BareSoilParams(max_ndti=None))
     assert off["confidence"].max() >= 0.8  # the test is what made the difference
+    # The evidence says why each event is doubted, for the instructor's explanation.
+    from s3tr.markers import compute_evidence
+
+    ids = ["scorched", "ploughed"]
+    decl = pd.DataFrame({"id_parcel": ids, "code_cultu": "PPH", "code_group": 18})
+    ev = compute_evidence(pd.concat(frames[:2]), decl).set_index("parcel_id")
+    assert ev.loc["scorched", "bare_soil_doubts"] == "dry_vegetation"
+    assert ev.loc["ploughed", "bare_soil_doubts"] == ""
+
+
+def test_bare_soil_events_say_why_they_are_doubted():
+    single = _ploughed("single", soil_dates=1)
+    single.loc[13, "ndvi"] = 0.35  # no regrowth at the next date: one soil-like date after a collapse
+    t = normalize_timeseries(pd.concat([_after_winter("dormant", green_before=False), single]))
+    doubts = detect_bare_soil(t).groupby("parcel_id")["doubt"].agg(list).to_dict()
+    assert doubts == {"dormant": ["no_green_cover"], "single": ["single_date"]}
 
 
 def test_a_ploughing_unchecked_for_dry_vegetation_is_reported(caplog):

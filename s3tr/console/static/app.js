@@ -75,6 +75,8 @@
     no_ploughing_detected: "aucun labour détecté",
     ploughing_detected: "labour détecté",
     bare_soil_uncertain: "sol nu incertain",
+    bare_soil_dry_vegetation: "végétation sèche plutôt que sol nu",
+    bare_soil_no_lost_cover: "sol d'apparence nue sans couvert perdu",
     fallow_undisturbed: "jachère non perturbée",
     fallow_mowed_in_protected_period: "jachère fauchée en période protégée",
     fallow_tilled_in_protected_period: "jachère travaillée en période protégée",
