@@ -188,15 +188,18 @@ def test_counts_match_gdal_rasterization_of_the_buffered_parcel(geom: Polygon, m
     parcels = _parcels([geom])
     n = monitorability(parcels, WINDOW, inward_buffer_m=meters)["n_pixels"].iloc[0]
     shrunk = geom.buffer(-meters) if meters else geom
-    expected = 0
+    expected, ties = 0, 0
     if not shrunk.is_empty:
-        expected = int(
-            rasterio.features.rasterize(
-                [(shrunk, 1)], out_shape=WINDOW.shape, transform=WINDOW.transform, dtype="uint8"
-            ).sum()
+        inside = rasterio.features.rasterize(
+            [(shrunk, 1)], out_shape=WINDOW.shape, transform=WINDOW.transform, dtype="uint8"
         )
-    # The 1 mm tie margin may only drop pixel centres lying within 1 mm of the edge; random data has none.
-    assert n == expected
+        expected = int(inside.sum())
+        rows, cols = np.nonzero(inside)
+        xs, ys = WINDOW.transform * (cols + 0.5, rows + 0.5)
+        ties = int((shapely.distance(shrunk.boundary, shapely.points(xs, ys)) < 1e-3).sum())
+    # The 1 mm tie margin may only drop pixel centres lying within 1 mm of the edge: rare, but a thin sliver
+    # found by Hypothesis had one (0.19 mm from its edge).
+    assert expected - ties <= n <= expected
 
 
 def test_many_parcels_are_counted_independently_and_in_order() -> None:
